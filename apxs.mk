@@ -1,0 +1,53 @@
+# mpm_hybrid build: everything is compiled by the installed apxs against the
+# installed httpd headers.  Objects go under build/obj, modules to build/.
+#
+# Build-time choices (override on the command line, e.g. make ACCEPT=mutex):
+#   ACCEPT            compiled-in default AcceptStrategy
+#   MAX_SERVER_LIMIT  compile-time cap for ServerLimit (as httpd's MAX_SERVER_LIMIT)
+#   MAX_THREAD_LIMIT  compile-time cap for ThreadLimit (as httpd's MAX_THREAD_LIMIT)
+
+APXS             ?= apxs
+ACCEPT           ?= mutex
+MAX_SERVER_LIMIT ?= 20000
+MAX_THREAD_LIMIT ?= 20000
+EXTRA_CFLAGS     ?=
+
+BUILD   := build
+OBJ     := $(BUILD)/obj
+
+MPM_SRCS := $(sort $(wildcard mpm_src/*.c))
+MPM_HDRS := $(wildcard mpm_src/*.h)
+MOD_SRCS := $(sort $(wildcard mod_src/*.c))
+MOD_HDRS := $(wildcard mod_src/*.h)
+
+WARN    := -Wc,-std=gnu99 -Wc,-Wall -Wc,-Wextra -Wc,-Werror \
+           -Wc,-Wno-unused-parameter -Wc,-Wno-missing-field-initializers \
+           -Wc,-fvisibility=hidden
+DEFS    := -DHYBRID_DEFAULT_ACCEPT=\\\"$(ACCEPT)\\\" \
+           -DHYBRID_MAX_SERVER_LIMIT=$(MAX_SERVER_LIMIT) \
+           -DHYBRID_MAX_THREAD_LIMIT=$(MAX_THREAD_LIMIT)
+
+.PHONY: all
+all: $(BUILD)/mod_mpm_hybrid.so $(if $(MOD_SRCS),$(BUILD)/mod_child_status.so)
+
+# apxs (libtool) writes objects next to the source it is given, so it is
+# handed symlinks under build/obj and the source tree stays clean.
+define apxs_module
+	@rm -rf $(OBJ)/$(1) && mkdir -p $(OBJ)/$(1)
+	@for f in $(2); do ln -s ../../../$$f $(OBJ)/$(1)/; done
+	cd $(OBJ)/$(1) && $(APXS) -c -o mod_$(1).la $(WARN) $(DEFS) \
+	    $(EXTRA_CFLAGS) -I../../../$(3) $(notdir $(2)) >build.log 2>&1 \
+	    || { cat build.log; exit 1; }
+	@grep -E 'warning|error' $(OBJ)/$(1)/build.log || true
+	cp $(OBJ)/$(1)/.libs/mod_$(1).so $@
+endef
+
+$(BUILD)/mod_mpm_hybrid.so: $(MPM_SRCS) $(MPM_HDRS) apxs.mk
+	$(call apxs_module,mpm_hybrid,$(MPM_SRCS),mpm_src)
+
+$(BUILD)/mod_child_status.so: $(MOD_SRCS) $(MOD_HDRS) $(MPM_HDRS) apxs.mk
+	$(call apxs_module,child_status,$(MOD_SRCS),mod_src -I../../../mpm_src)
+
+.PHONY: clean
+clean:
+	rm -rf $(OBJ) $(BUILD)/*.so
