@@ -1,0 +1,40 @@
+"""pytest glue: an `httpd` factory fixture that cleans up after itself and
+attaches each server's error log to a failing test's report."""
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from httpd_fixture import Httpd  # noqa: E402
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, "rep_" + rep.when, rep)
+
+
+@pytest.fixture
+def httpd(request):
+    """Factory: httpd(mpm=..., conf=..., ...) -> Httpd (not yet started)."""
+    servers = []
+
+    def make(**kw):
+        h = Httpd(**kw)
+        servers.append(h)
+        return h
+
+    yield make
+    failed = getattr(request.node, "rep_call", None)
+    failed = failed is not None and failed.failed
+    for h in servers:
+        h.stop()
+        if failed:
+            request.node.add_report_section(
+                "call", "apache2 error log (%s)" % h.dir, h.log()[-20000:])
+        if getattr(h, "leftovers", None):
+            request.node.add_report_section(
+                "call", "leftover processes killed", repr(h.leftovers))
+        h.cleanup()

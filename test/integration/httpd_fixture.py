@@ -1,0 +1,331 @@
+"""Drive a real, stock Debian apache2 from a test.
+
+Every server gets its own directory (config, docroot, logs, pid, mutex
+files), its own free 127.0.0.1 port and is started in the foreground, so
+its parent pid is ours to signal.  stop() ends it and then kills, by pid,
+anything it left behind.  The error log travels with a failing test.
+"""
+import os
+import re
+import shutil
+import signal as _signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+BUILD = os.path.join(REPO, "build")
+STOCK_MODULES = "/usr/lib/apache2/modules"
+APACHE2 = "/usr/sbin/apache2"
+
+# Modules every test server loads (all stock, all tiny).
+BASE_MODULES = ["authz_core", "authz_host", "mime", "dir", "alias",
+                "log_config_dummy"]
+
+_built = False
+
+
+def build():
+    """Run `make` once per test session; fail loudly with its output."""
+    global _built
+    if not _built:
+        r = subprocess.run(["make", "-C", REPO], capture_output=True, text=True)
+        if r.returncode != 0:
+            raise RuntimeError("make failed:\n" + r.stdout + r.stderr)
+        _built = True
+
+
+def free_port(host="127.0.0.1"):
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(fam, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def mpm_load_line(mpm):
+    if mpm == "hybrid":
+        return "LoadModule mpm_hybrid_module %s/mod_mpm_hybrid.so" % BUILD
+    return "LoadModule mpm_%s_module %s/mod_mpm_%s.so" % (mpm, STOCK_MODULES, mpm)
+
+
+def module_load_line(name):
+    if name == "child_status":
+        return "LoadModule child_status_module %s/mod_child_status.so" % BUILD
+    if name == "log_config_dummy":  # mod_log_config is compiled in
+        return ""
+    return "LoadModule %s_module %s/mod_%s.so" % (name, STOCK_MODULES, name)
+
+
+def descendants(pid):
+    """All live processes whose parent chain leads to pid."""
+    children = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                stat = f.read()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(d))
+    out, todo = [], [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def alive(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+class Httpd:
+    """One apache2 instance.  Typical use:
+
+        h = Httpd(mpm="hybrid", conf="ThreadsPerChild 4")
+        h.start()
+        assert h.get("/").status == 200
+        h.stop()
+
+    `conf` is appended to the generated config; `modules` adds stock
+    LoadModule lines (or "child_status" for ours); `listen` replaces the
+    default single Listen line (use "{port}" as placeholder).
+    """
+
+    def __init__(self, mpm="hybrid", conf="", modules=(), listen=None,
+                 status=True, user="www-data", port=None):
+        build()
+        self.mpm = mpm
+        self.port = port or free_port()
+        self.dir = tempfile.mkdtemp(prefix="hybtest-")
+        os.chmod(self.dir, 0o755)
+        self.docroot = os.path.join(self.dir, "htdocs")
+        self.logs = os.path.join(self.dir, "logs")
+        os.makedirs(self.docroot)
+        os.makedirs(self.logs)
+        os.chmod(self.logs, 0o777)
+        self.error_log = os.path.join(self.logs, "error.log")
+        self.access_log = os.path.join(self.logs, "access.log")
+        self.pidfile = os.path.join(self.logs, "httpd.pid")
+        self.conf_path = os.path.join(self.dir, "httpd.conf")
+        self.proc = None
+        self.pid = None
+        self.seen_pids = set()
+        self._write_docroot()
+        mods = list(BASE_MODULES) + (["status"] if status else []) + list(modules)
+        self.write_conf(conf, mods, listen, status, user)
+
+    # -- setup ---------------------------------------------------------
+    def _write_docroot(self):
+        with open(os.path.join(self.docroot, "index.html"), "w") as f:
+            f.write("<html><body>hello from mpm test</body></html>\n")
+        with open(os.path.join(self.docroot, "small.txt"), "w") as f:
+            f.write("0123456789abc\n")
+        with open(os.path.join(self.docroot, "10k.bin"), "wb") as f:
+            f.write(bytes(range(256)) * 40)
+        with open(os.path.join(self.docroot, "100k.bin"), "wb") as f:
+            f.write(os.urandom(100 * 1024))
+
+    def write_conf(self, conf, mods, listen, status, user):
+        seen, loads = set(), []
+        for m in mods:
+            if m not in seen:
+                seen.add(m)
+                line = module_load_line(m)
+                if line:
+                    loads.append(line)
+        listen = listen or "Listen 127.0.0.1:{port}"
+        text = "\n".join([
+            "ServerRoot %s" % self.dir,
+            "ServerName 127.0.0.1",
+            mpm_load_line(self.mpm),
+            *loads,
+            "User %s" % user,
+            "Group %s" % user,
+            listen.replace("{port}", str(self.port)),
+            "PidFile %s" % self.pidfile,
+            "DefaultRuntimeDir %s" % self.logs,
+            "Mutex file:%s default" % self.logs,
+            "ErrorLog %s" % self.error_log,
+            "LogLevel info",
+            'LogFormat "%h %l %u %t \\"%r\\" %>s %b %P" pidfmt',
+            "CustomLog %s pidfmt" % self.access_log,
+            "TypesConfig /etc/mime.types",
+            "DocumentRoot %s" % self.docroot,
+            "DirectoryIndex index.html",
+            "KeepAliveTimeout 5",
+            "<Directory %s>\n  Require all granted\n</Directory>" % self.docroot,
+            ("<Location /server-status>\n  SetHandler server-status\n"
+             "  Require ip 127.0.0.1 ::1\n</Location>") if status else "",
+            conf,
+            "",
+        ])
+        with open(self.conf_path, "w") as f:
+            f.write(text)
+
+    def set_conf(self, conf, mods=(), listen=None, status=True, user="www-data"):
+        """Rewrite the config (for a restart with new settings)."""
+        all_mods = list(BASE_MODULES) + (["status"] if status else []) + list(mods)
+        self.write_conf(conf, all_mods, listen, status, user)
+
+    # -- lifecycle -----------------------------------------------------
+    def cmd(self, *args, timeout=30):
+        """Run apache2 with this config and extra args; returns CompletedProcess."""
+        return subprocess.run([APACHE2, "-f", self.conf_path, *args],
+                               capture_output=True, text=True, timeout=timeout)
+
+    def configtest(self):
+        return self.cmd("-t")
+
+    def start(self, extra=(), wait=True, timeout=15):
+        self.proc = subprocess.Popen(
+            [APACHE2, "-f", self.conf_path, "-DFOREGROUND", *extra],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            start_new_session=True)
+        self.pid = self.proc.pid
+        if wait:
+            self.wait_ready(timeout)
+        return self
+
+    def wait_ready(self, timeout=15):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("apache2 exited with %s\n%s\n%s" % (
+                    self.proc.returncode, self.proc.stdout.read().decode(),
+                    self.log()))
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), 0.5):
+                    pass
+                if os.path.exists(self.pidfile):
+                    return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError("apache2 not ready after %ss\n%s" % (timeout, self.log()))
+
+    def signal(self, sig):
+        os.kill(self.pid, sig)
+
+    def graceful(self):
+        self.signal(_signal.SIGUSR1)
+
+    def restart(self):
+        self.signal(_signal.SIGHUP)
+
+    def children(self):
+        """Pids of the parent's direct children (the MPM's processes)."""
+        kids = []
+        for d in os.listdir("/proc"):
+            if d.isdigit():
+                try:
+                    with open("/proc/%s/stat" % d) as f:
+                        st = f.read().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                if int(st[1]) == self.pid and st[0] != "Z":
+                    kids.append(int(d))
+        self.seen_pids.update(kids)
+        return sorted(kids)
+
+    def stop(self, sig=_signal.SIGTERM, timeout=20):
+        """Stop the server and make sure every process it started is gone."""
+        if self.proc is None:
+            return None
+        self.seen_pids.update(descendants(self.pid))
+        rc = self.proc.poll()
+        if rc is None:
+            try:
+                os.kill(self.pid, sig)
+            except ProcessLookupError:
+                pass
+            try:
+                rc = self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                rc = None
+        leftovers = [p for p in self.seen_pids | set(descendants(self.pid))
+                     if alive(p)]
+        for p in leftovers + ([self.pid] if rc is None else []):
+            try:
+                os.kill(p, _signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if rc is None:
+            rc = self.proc.wait(5)
+        self.proc = None
+        self.leftovers = leftovers
+        return rc
+
+    def cleanup(self):
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    # -- observation ---------------------------------------------------
+    def log(self):
+        try:
+            with open(self.error_log, errors="replace") as f:
+                return f.read()
+        except OSError:
+            return "(no error log)"
+
+    def url(self, path="/"):
+        return "http://127.0.0.1:%d%s" % (self.port, path)
+
+    def get(self, path="/", timeout=10, headers=None):
+        req = urllib.request.Request(self.url(path), headers=headers or {})
+        return urllib.request.urlopen(req, timeout=timeout)
+
+    def get_text(self, path="/", timeout=10):
+        with self.get(path, timeout) as r:
+            return r.read().decode("utf-8", "replace")
+
+    def status_auto(self):
+        out = {}
+        for line in self.get_text("/server-status?auto").splitlines():
+            if ":" in line:
+                k, v = line.split(":", 1)
+                out[k.strip()] = v.strip()
+        return out
+
+    def wait_for(self, predicate, timeout=10, interval=0.1, what="condition"):
+        deadline = time.time() + timeout
+        last = None
+        while time.time() < deadline:
+            last = predicate()
+            if last:
+                return last
+            time.sleep(interval)
+        raise AssertionError("timed out waiting for %s (last=%r)\n%s" % (
+            what, last, self.log()[-4000:]))
+
+    def log_matches(self, pattern):
+        return re.findall(pattern, self.log())
+
+
+def run_load(url, requests=2000, concurrency=20, keepalive=False, timeout=60):
+    """Run ab; return (completed, failed, non2xx, output)."""
+    args = ["ab", "-q", "-n", str(requests), "-c", str(concurrency), "-s", "20",
+            "-r"]
+    if keepalive:
+        args.append("-k")
+    r = subprocess.run(args + [url], capture_output=True, text=True,
+                       timeout=timeout)
+    out = r.stdout + r.stderr
+
+    def grab(key):
+        m = re.search(r"^%s:\s+(\d+)" % key, out, re.M)
+        return int(m.group(1)) if m else None
+    completed = grab("Complete requests")
+    failed = grab("Failed requests")
+    non2xx = grab("Non-2xx responses") or 0
+    if completed is None:
+        raise AssertionError("ab produced no result:\n" + out)
+    return completed, failed, non2xx, out
