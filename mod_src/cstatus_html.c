@@ -1,0 +1,308 @@
+/* cstatus_html.c: the model as an HTML page and as a mod_status section.
+ *
+ * Owns: the verdict sentence, the per-child table and the inline SVG bar
+ * chart of each child's share.  No script: everything is readable as
+ * plain markup.  Every string from outside (server, MPM) goes through
+ * ap_escape_html; numbers are printed by us.  Absent fields show a dash.
+ */
+#include <math.h>
+
+#include "apr_strings.h"
+
+#include "httpd.h"
+#include "http_core.h"
+#include "http_protocol.h"
+
+#include "cstatus_model.h"
+
+#define DASH "&#8212;"
+
+/* Bar chart geometry, in SVG user units. */
+#define SVG_WIDTH   660
+#define SVG_LABEL   170     /* left column: "slot N, pid P" */
+#define SVG_BARS    400     /* widest bar */
+#define SVG_ROW     26
+#define SVG_BAR     16
+#define SVG_TOP     8
+
+static const char *esc(request_rec *r, const char *s)
+{
+    return ap_escape_html(r->pool, s ? s : "");
+}
+
+static double or_zero(double v)
+{
+    return isfinite(v) ? v : 0.0;
+}
+
+static void cell_u64(request_rec *r, int valid, apr_uint64_t v)
+{
+    if (valid) {
+        ap_rprintf(r, "<td>%" APR_UINT64_T_FMT "</td>", v);
+    }
+    else {
+        ap_rputs("<td>" DASH "</td>", r);
+    }
+}
+
+static void cell_num(request_rec *r, int valid, const char *fmt, double v)
+{
+    ap_rputs("<td>", r);
+    if (valid) {
+        ap_rprintf(r, fmt, or_zero(v));
+    }
+    else {
+        ap_rputs(DASH, r);
+    }
+    ap_rputs("</td>", r);
+}
+
+static void verdict(request_rec *r, const cstatus_model *m)
+{
+    const cstatus_fairness *f = &m->fairness;
+    int win = cstatus_windows[CSTATUS_FAIR_WINDOW];
+
+    ap_rprintf(r, "<p class=\"cs-verdict cs-%s\">", esc(r, f->verdict));
+    if (!f->has_jain) {
+        ap_rprintf(r, "<strong>Idle</strong>: no requests in the last %d s "
+                   "to compare across the %d live children.</p>\n", win,
+                   f->children);
+        return;
+    }
+    ap_rprintf(r, "Work is <strong>%s</strong> %s the %d live children: "
+               "Jain's index %.2f over the last %d s; the busiest child "
+               "took %.1f %% of the requests, the least busy %.1f %%.</p>\n",
+               esc(r, f->verdict),
+               f->jain >= CSTATUS_SPREAD_JAIN ? "over" : "in few of",
+               f->children, or_zero(f->jain), win,
+               100.0 * or_zero(f->max_share), 100.0 * or_zero(f->min_share));
+}
+
+static void thresholds(request_rec *r)
+{
+    ap_rprintf(r, "<p class=\"cs-note\">Jain's index J = (&#931;x)&#178; / "
+               "(n &#183; &#931;x&#178;) over the requests x of each of the n "
+               "live children of the current generation in the last %d s: "
+               "1 when every child does the same, 1/n when one child does "
+               "all. J &#8805; %.1f reads as <em>spread</em>, below it as "
+               "<em>concentrated</em>; no requests reads as <em>idle</em>."
+               "</p>\n", cstatus_windows[CSTATUS_FAIR_WINDOW],
+               CSTATUS_SPREAD_JAIN);
+}
+
+/* The widest bar stands for the larger of the top share and an even
+ * share, so an even split does not fill the whole width. */
+static double chart_scale(const cstatus_model *m)
+{
+    const cstatus_fairness *f = &m->fairness;
+    double even = f->children > 0 ? 1.0 / f->children : 1.0;
+    double top = f->has_jain ? f->max_share : 0.0;
+
+    return top > even ? top : even;
+}
+
+static void chart_row(request_rec *r, const cstatus_child *ch, int y,
+                      double scale)
+{
+    double share = ch->has_share ? or_zero(ch->share) : 0.0;
+    int w = (int)(share / scale * SVG_BARS + 0.5);
+
+    ap_rprintf(r, "<g><title>slot %d, pid %ld: %.1f %% of the requests "
+               "(%.0f)</title>", ch->slot, (long)ch->pid, 100.0 * share,
+               or_zero(ch->recent));
+    ap_rprintf(r, "<text x=\"0\" y=\"%d\">slot %d, pid %ld</text>",
+               y + SVG_BAR - 3, ch->slot, (long)ch->pid);
+    ap_rprintf(r, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" "
+               "fill=\"#3d6fb0\"/>", SVG_LABEL, y, w, SVG_BAR);
+    ap_rprintf(r, "<text x=\"%d\" y=\"%d\">%.1f %%</text></g>\n",
+               SVG_LABEL + w + 6, y + SVG_BAR - 3, 100.0 * share);
+}
+
+static void chart(request_rec *r, const cstatus_model *m)
+{
+    const cstatus_fairness *f = &m->fairness;
+    int rows = f->children, height, i, y = SVG_TOP;
+    double scale = chart_scale(m);
+
+    height = SVG_TOP + (rows ? rows : 1) * SVG_ROW + 18;
+    ap_rprintf(r, "<svg class=\"cs-chart\" xmlns=\"http://www.w3.org/2000/svg\" "
+               "width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" role=\"img\" "
+               "font-family=\"sans-serif\" font-size=\"12\">\n"
+               "<title>Share of the requests of the last %d s, per child"
+               "</title>\n", SVG_WIDTH, height, SVG_WIDTH, height,
+               cstatus_windows[CSTATUS_FAIR_WINDOW]);
+    for (i = 0; i < m->nchildren; i++) {
+        if (m->children[i].fair) {
+            chart_row(r, &m->children[i], y, scale);
+            y += SVG_ROW;
+        }
+    }
+    if (rows == 0) {
+        ap_rprintf(r, "<text x=\"0\" y=\"%d\">no live children</text>\n",
+                   y + SVG_BAR - 3);
+        y += SVG_ROW;
+    }
+    else {
+        int x = SVG_LABEL + (int)(SVG_BARS / (scale * rows) + 0.5);
+        ap_rprintf(r, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" "
+                   "stroke=\"#b04a3d\" stroke-dasharray=\"4 3\"/>"
+                   "<text x=\"%d\" y=\"%d\" fill=\"#b04a3d\">even share "
+                   "%.1f %%</text>\n", x, SVG_TOP - 4, x, y, x + 4, y + 12,
+                   100.0 / rows);
+    }
+    ap_rputs("</svg>\n", r);
+}
+
+static void table_head(request_rec *r, const cstatus_model *m)
+{
+    int w;
+
+    ap_rputs("<table class=\"cs-children\" border=\"0\">\n<tr><th>Slot</th>"
+             "<th>PID</th><th>Gen</th><th>State</th><th>Busy</th>"
+             "<th>Idle</th><th>Conns</th><th>Requests</th><th>Bytes</th>", r);
+    for (w = 0; w < CSTATUS_NWINDOWS; w++) {
+        ap_rprintf(r, "<th>Req/s %ds</th>", cstatus_windows[w]);
+    }
+    ap_rputs("<th>Mean ms</th><th>Share</th>", r);
+    if (m->has_hybrid) {
+        ap_rputs("<th>Strategy</th><th>Group</th><th>Accepts</th>"
+                 "<th>Mutex waits</th><th>Wait ms</th><th>Restarts</th>"
+                 "<th>Last exit</th>", r);
+    }
+    ap_rputs("</tr>\n", r);
+}
+
+static void hybrid_cells(request_rec *r, const cstatus_child *ch)
+{
+    int h = ch->has_hybrid;
+
+    ap_rprintf(r, "<td>%s</td>", h && ch->strategy ? esc(r, ch->strategy)
+                                                   : DASH);
+    cell_u64(r, h, (apr_uint64_t)ch->group);
+    cell_u64(r, h, ch->accepts);
+    cell_u64(r, h, ch->accept_waits);
+    cell_num(r, h, "%.1f", (double)ch->accept_wait_us / 1000.0);
+    cell_u64(r, ch->has_slot_history, ch->restarts);
+    if (ch->has_exit) {
+        ap_rprintf(r, "<td>%s %d</td>", esc(r, ch->exit_why),
+                   ch->exit_status);
+    }
+    else {
+        ap_rputs("<td>" DASH "</td>", r);
+    }
+}
+
+static void table_row(request_rec *r, const cstatus_model *m,
+                      const cstatus_child *ch)
+{
+    int c = ch->has_counts, w;
+
+    ap_rprintf(r, "<tr class=\"cs-%s\"><td>%d</td><td>%ld</td><td>%d</td>"
+               "<td>%s</td><td>%d</td><td>%d</td>",
+               cstatus_state_name(ch->state), ch->slot, (long)ch->pid,
+               ch->generation, cstatus_state_name(ch->state),
+               ch->threads_busy, ch->threads_idle);
+    cell_u64(r, c, ch->connections);
+    cell_u64(r, c, ch->requests);
+    cell_u64(r, c, ch->bytes);
+    for (w = 0; w < CSTATUS_NWINDOWS; w++) {
+        cell_num(r, c, "%.2f", ch->rate[w]);
+    }
+    cell_num(r, c && ch->has_mean, "%.3f", ch->mean_ms);
+    cell_num(r, ch->has_share, "%.1f %%", 100.0 * ch->share);
+    if (m->has_hybrid) {
+        hybrid_cells(r, ch);
+    }
+    ap_rputs("</tr>\n", r);
+}
+
+static void table_totals(request_rec *r, const cstatus_model *m)
+{
+    const cstatus_totals *t = &m->totals;
+    int w;
+
+    ap_rprintf(r, "<tr class=\"cs-total\"><th colspan=\"4\">Total (%d live)"
+               "</th><td>%d</td><td>%d</td>", t->children, t->threads_busy,
+               t->threads_idle);
+    cell_u64(r, 1, t->connections);
+    cell_u64(r, 1, t->requests);
+    cell_u64(r, 1, t->bytes);
+    for (w = 0; w < CSTATUS_NWINDOWS; w++) {
+        cell_num(r, 1, "%.2f", t->rate[w]);
+    }
+    cell_num(r, t->has_mean, "%.3f", t->mean_ms);
+    ap_rputs("<td></td>", r);
+    if (m->has_hybrid) {
+        ap_rputs("<td colspan=\"7\"></td>", r);
+    }
+    ap_rputs("</tr>\n</table>\n", r);
+}
+
+static void table(request_rec *r, const cstatus_model *m)
+{
+    int i;
+
+    table_head(r, m);
+    for (i = 0; i < m->nchildren; i++) {
+        table_row(r, m, &m->children[i]);
+    }
+    table_totals(r, m);
+}
+
+static void server_facts(request_rec *r, const cstatus_model *m)
+{
+    ap_rprintf(r, "<dl class=\"cs-server\"><dt>MPM</dt><dd>%s</dd>"
+               "<dt>Generation</dt><dd>%d</dd>"
+               "<dt>Accept strategy</dt><dd>%s</dd>"
+               "<dt>Accept mutex</dt><dd>%s</dd></dl>\n",
+               esc(r, m->mpm), m->generation,
+               m->accept_strategy ? esc(r, m->accept_strategy)
+                                  : "not reported by the MPM",
+               m->accept_mutex ? esc(r, m->accept_mutex)
+                               : "not reported by the MPM");
+}
+
+void cstatus_html_section(request_rec *r, const cstatus_model *m,
+                          int with_table)
+{
+    ap_rputs("<hr /><h2 id=\"per-child-load\">Per-child load</h2>\n", r);
+    server_facts(r, m);
+    verdict(r, m);
+    chart(r, m);
+    if (with_table) {
+        table(r, m);
+    }
+    thresholds(r);
+}
+
+static void render_html(request_rec *r, const cstatus_model *m,
+                        const cstatus_view *v)
+{
+    ap_rputs(DOCTYPE_HTML_4_01 "<html><head>\n"
+             "<meta http-equiv=\"Content-Type\" "
+             "content=\"text/html; charset=utf-8\">\n"
+             "<title>Per-child load</title>\n"
+             "<style type=\"text/css\">\n"
+             "body { font-family: sans-serif; }\n"
+             "table.cs-children { border-collapse: collapse; }\n"
+             "table.cs-children td, table.cs-children th "
+             "{ padding: 2px 8px; text-align: right; "
+             "border-bottom: 1px solid #ddd; }\n"
+             "dl.cs-server dt { float: left; clear: left; width: 10em; "
+             "font-weight: bold; }\n"
+             ".cs-verdict { font-size: 120%; }\n"
+             "</style>\n</head><body>\n", r);
+    ap_rprintf(r, "<h1>Child status of %s</h1>\n",
+               esc(r, ap_get_server_name(r)));
+    ap_rprintf(r, "<p>%s &#8212; %s</p>\n", esc(r, m->server_version),
+               esc(r, ap_ht_time(r->pool, m->now, "%Y-%m-%d %H:%M:%S %Z",
+                                 0)));
+    cstatus_html_section(r, m, 1);
+    ap_rputs("<p>Also as <a href=\"?json\">JSON</a>, "
+             "<a href=\"?prometheus\">Prometheus metrics</a> and "
+             "<a href=\"?auto\">plain text</a>.</p>\n</body></html>\n", r);
+}
+
+const cstatus_renderer cstatus_html = {
+    "html", "text/html; charset=utf-8", render_html
+};
