@@ -15,6 +15,9 @@ EXTRA_CFLAGS     ?=
 BUILD   := build
 OBJ     := $(BUILD)/obj
 
+# mpm_hybrid is one translation unit: mod_mpm_hybrid.c includes the other
+# .c files, so every symbol but the module struct stays static.
+MPM_MAIN := mpm_src/mod_mpm_hybrid.c
 MPM_SRCS := $(sort $(wildcard mpm_src/*.c))
 MPM_HDRS := $(wildcard mpm_src/*.h)
 MOD_SRCS := $(sort $(wildcard mod_src/*.c))
@@ -32,21 +35,22 @@ all: $(BUILD)/mod_mpm_hybrid.so $(if $(MOD_SRCS),$(BUILD)/mod_child_status.so)
 
 # apxs (libtool) writes objects next to the source it is given, so it is
 # handed symlinks under build/obj and the source tree stays clean.
+# $(1) module name, $(2) files to link, $(3) include dirs, $(4) to compile.
 define apxs_module
 	@rm -rf $(OBJ)/$(1) && mkdir -p $(OBJ)/$(1)
 	@for f in $(2); do ln -s ../../../$$f $(OBJ)/$(1)/; done
 	cd $(OBJ)/$(1) && $(APXS) -c -o mod_$(1).la $(WARN) $(DEFS) \
-	    $(EXTRA_CFLAGS) -I../../../$(3) $(notdir $(2)) >build.log 2>&1 \
+	    $(EXTRA_CFLAGS) -I../../../$(3) $(notdir $(4)) >build.log 2>&1 \
 	    || { cat build.log; exit 1; }
 	@grep -E 'warning|error' $(OBJ)/$(1)/build.log || true
 	cp $(OBJ)/$(1)/.libs/mod_$(1).so $@
 endef
 
 $(BUILD)/mod_mpm_hybrid.so: $(MPM_SRCS) $(MPM_HDRS) apxs.mk
-	$(call apxs_module,mpm_hybrid,$(MPM_SRCS),mpm_src)
+	$(call apxs_module,mpm_hybrid,$(MPM_SRCS) $(MPM_HDRS),mpm_src,$(MPM_MAIN))
 
 $(BUILD)/mod_child_status.so: $(MOD_SRCS) $(MOD_HDRS) $(MPM_HDRS) apxs.mk
-	$(call apxs_module,child_status,$(MOD_SRCS),mod_src -I../../../mpm_src)
+	$(call apxs_module,child_status,$(MOD_SRCS),mod_src -I../../../mpm_src,$(MOD_SRCS))
 
 .PHONY: clean
 clean:

@@ -1,0 +1,111 @@
+/* accept_mutex.c: AcceptStrategy mutex.
+ *
+ * One child at a time waits for connections, serialized by the
+ * "mpm-accept" mutex; the core's Mutex directive picks its mechanism
+ * (flock, fcntl, sysvsem, posixsem, pthread).  Inside a child only the
+ * thread holding the child's accept turn takes the lock, so the per-process
+ * file locks (fcntl, flock) are safe with any ThreadsPerChild.
+ *
+ * If the lock breaks under a running server (a SysV semaphore removed with
+ * ipcrm, which makes stock httpd exit), the child logs it once and falls
+ * back to unserialized accept for the rest of its life; the next graceful
+ * restart creates a fresh lock.
+ */
+
+static apr_proc_mutex_t *accept_lock;   /* this generation's, from pconf */
+
+typedef struct {
+    hyb_pollset ps;
+    int broken;                 /* lock failed: accept unserialized */
+} mutex_child;
+
+static apr_status_t mutex_open(apr_pool_t *p, server_rec *s)
+{
+    apr_status_t rv;
+
+    rv = ap_proc_mutex_create(&accept_lock, NULL, AP_ACCEPT_MUTEX_TYPE, NULL,
+                              s, p, 0);
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s, HYBLOGNO(00030)
+                     "could not create the accept mutex; check the Mutex "
+                     "directive for mpm-accept");
+        return rv;
+    }
+    hyb_listeners_nonblocking(ap_listeners);
+    return APR_SUCCESS;
+}
+
+static apr_status_t mutex_child_init(hyb_child *ch)
+{
+    mutex_child *mc = apr_pcalloc(ch->pool, sizeof(*mc));
+    apr_status_t rv;
+
+    rv = apr_proc_mutex_child_init(&accept_lock,
+                                   apr_proc_mutex_lockfile(accept_lock),
+                                   ch->pool);
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, rv, ap_server_conf,
+                     HYBLOGNO(00031) "could not attach to the accept mutex "
+                     "in the child");
+        return rv;
+    }
+    ch->accept_state = mc;
+    return hyb_pollset_build(ch, ap_listeners, &mc->ps);
+}
+
+static void lock_broken(hyb_child *ch, mutex_child *mc, apr_status_t rv)
+{
+    mc->broken = 1;
+    if (ch->generation != ap_scoreboard_image->global->running_generation) {
+        return;    /* old generation on its way out: the lock went first */
+    }
+    ap_log_error(APLOG_MARK, APLOG_ERR, rv, ap_server_conf, HYBLOGNO(00032)
+                 "the accept mutex (%s) failed; this child now accepts "
+                 "without it. A graceful restart (apachectl graceful) "
+                 "creates a new mutex", apr_proc_mutex_name(accept_lock));
+}
+
+static hyb_accept_rc mutex_accept_one(hyb_child *ch, apr_socket_t **csd,
+                                      apr_pool_t *ptrans)
+{
+    mutex_child *mc = ch->accept_state;
+    hyb_accept_rc rc;
+    apr_status_t rv;
+    apr_time_t t0;
+
+    if (mc->broken) {
+        return hyb_wait_and_accept(ch, &mc->ps, csd, ptrans);
+    }
+    t0 = apr_time_now();
+    rv = apr_proc_mutex_lock(accept_lock);
+    if (rv != APR_SUCCESS) {
+        if (hyb_child_stopping(ch)) {
+            return HYB_ACCEPT_STOP;
+        }
+        lock_broken(ch, mc, rv);
+        return HYB_ACCEPT_RETRY;
+    }
+    HYB_COUNT(ch, accept_waits, 1);
+    HYB_COUNT(ch, accept_wait_us, (apr_uint64_t)(apr_time_now() - t0));
+    rc = hyb_wait_and_accept(ch, &mc->ps, csd, ptrans);
+    rv = apr_proc_mutex_unlock(accept_lock);
+    if (rv != APR_SUCCESS && !hyb_child_stopping(ch)) {
+        lock_broken(ch, mc, rv);
+    }
+    return rc;
+}
+
+static const char *mutex_name(void)
+{
+    return accept_lock ? apr_proc_mutex_name(accept_lock) : NULL;
+}
+
+static const hyb_strategy accept_mutex = {
+    "mutex", HYBRID_ACCEPT_MUTEX,
+    NULL,
+    mutex_open,
+    mutex_child_init,
+    mutex_accept_one,
+    NULL,
+    mutex_name,
+};

@@ -1,0 +1,162 @@
+/* hybrid_accept.c: the strategy registry and what strategies share.
+ *
+ * Owns: looking a strategy up by name, building a child's poll set
+ * (its listeners plus its wake-up fd), waiting on it, and accept() with
+ * errno sorted into "try again", "stop" and "sick".  Each strategy
+ * (accept_*.c) adds only what makes it different: a lock, its own
+ * sockets, epoll flags.
+ */
+
+static const hyb_strategy *const strategies[] = {
+    &accept_mutex,
+    &accept_preemptive,
+};
+
+#define NSTRATEGIES (sizeof(strategies) / sizeof(strategies[0]))
+
+static const hyb_strategy *hyb_strategy_find(const char *name)
+{
+    apr_size_t i;
+
+    for (i = 0; i < NSTRATEGIES; i++) {
+        if (!strcasecmp(strategies[i]->name, name)) {
+            return strategies[i];
+        }
+    }
+    return NULL;
+}
+
+static const char *hyb_strategy_names(apr_pool_t *p)
+{
+    const char *all = "";
+    apr_size_t i;
+
+    for (i = 0; i < NSTRATEGIES; i++) {
+        all = apr_pstrcat(p, all, i ? ", " : "", strategies[i]->name, NULL);
+    }
+    return all;
+}
+
+/* Listeners are shared open file descriptions, so O_NONBLOCK set here is
+ * seen by every process; all strategies poll before they accept, so a
+ * connection another process took first must give EAGAIN, not block. */
+static void hyb_listeners_nonblocking(ap_listen_rec *lrs)
+{
+    ap_listen_rec *lr;
+
+    for (lr = lrs; lr; lr = lr->next) {
+        apr_socket_opt_set(lr->sd, APR_SO_NONBLOCK, 1);
+    }
+}
+
+static apr_status_t hyb_pollset_build(hyb_child *ch, ap_listen_rec *lrs,
+                                      hyb_pollset *ps)
+{
+    ap_listen_rec *lr;
+    int n = 0, i = 0;
+
+    for (lr = lrs; lr; lr = lr->next) {
+        n++;
+    }
+    ps->fds = apr_pcalloc(ch->pool, sizeof(*ps->fds) * (n + 1));
+    ps->lrs = apr_pcalloc(ch->pool, sizeof(*ps->lrs) * (n + 1));
+    for (lr = lrs; lr; lr = lr->next, i++) {
+        apr_os_sock_t fd;
+
+        apr_os_sock_get(&fd, lr->sd);
+        ps->fds[i].fd = fd;
+        ps->fds[i].events = POLLIN;
+        ps->lrs[i] = lr;
+    }
+    ps->fds[n].fd = ch->wake_fd[0];
+    ps->fds[n].events = POLLIN;
+    ps->nlisten = n;
+    ps->next = 0;
+    return n ? APR_SUCCESS : APR_ENOSOCKET;
+}
+
+/* Resource shortages (fd limits, memory): back off a little rather than
+ * spin, and let the worker give up if it lasts. */
+static int accept_error_is_shortage(apr_status_t rv)
+{
+    return rv == APR_FROM_OS_ERROR(EMFILE) || rv == APR_FROM_OS_ERROR(ENFILE)
+           || rv == APR_FROM_OS_ERROR(ENOBUFS)
+           || rv == APR_FROM_OS_ERROR(ENOMEM);
+}
+
+static hyb_accept_rc accept_on(hyb_child *ch, ap_listen_rec *lr,
+                               apr_socket_t **csd, apr_pool_t *ptrans)
+{
+    static __thread int shortages;
+    apr_status_t rv = apr_socket_accept(csd, lr->sd, ptrans);
+
+    if (rv == APR_SUCCESS) {
+        shortages = 0;
+        HYB_COUNT(ch, accepts, 1);
+        return HYB_ACCEPT_OK;
+    }
+    if (APR_STATUS_IS_EAGAIN(rv) || APR_STATUS_IS_EINTR(rv)) {
+        HYB_COUNT(ch, idle_wakeups, 1);
+        return HYB_ACCEPT_RETRY;
+    }
+    HYB_COUNT(ch, accept_errors, 1);
+    if (accept_error_is_shortage(rv)) {
+        if (++shortages == 1 || shortages % 100 == 0) {
+            ap_log_error(APLOG_MARK, APLOG_ERR, rv, ap_server_conf,
+                         HYBLOGNO(00020) "accept: resource shortage "
+                         "(%d in a row); raise the limit (ulimit -n, "
+                         "MaxRequestWorkers) if this persists", shortages);
+        }
+        apr_sleep(apr_time_from_msec(shortages < 10 ? 10 : 100));
+        return shortages > 600 ? HYB_ACCEPT_SICK : HYB_ACCEPT_RETRY;
+    }
+    if (hyb_child_stopping(ch)) {
+        return HYB_ACCEPT_STOP;   /* listener closed under us on the way out */
+    }
+    /* Connection-level failures (aborted, reset, unreachable) are the
+     * client's problem, not ours. */
+    ap_log_error(APLOG_MARK, APLOG_DEBUG, rv, ap_server_conf, HYBLOGNO(00021)
+                 "accept failed, continuing");
+    return HYB_ACCEPT_RETRY;
+}
+
+/* Waits until a listener is readable or the child is woken, then accepts.
+ * The wait is sliced so a child whose parent vanished notices. */
+static hyb_accept_rc hyb_wait_and_accept(hyb_child *ch, hyb_pollset *ps,
+                                         apr_socket_t **csd,
+                                         apr_pool_t *ptrans)
+{
+    int n, i;
+
+    for (;;) {
+        if (hyb_child_stopping(ch)) {
+            return HYB_ACCEPT_STOP;
+        }
+        n = poll(ps->fds, ps->nlisten + 1, HYB_WAIT_SLICE_MS);
+        if (n > 0) {
+            break;
+        }
+        if (n < 0 && errno != EINTR) {
+            ap_log_error(APLOG_MARK, APLOG_ERR, errno, ap_server_conf,
+                         HYBLOGNO(00022) "poll on listeners failed");
+            apr_sleep(apr_time_from_msec(100));
+        }
+        if (ch->parent_pid && getppid() != ch->parent_pid) {
+            hyb_child_request_stop(ch, HYB_STOP_GRACEFUL);
+        }
+    }
+    if (ps->fds[ps->nlisten].revents) {
+        return HYB_ACCEPT_STOP;
+    }
+    /* Start after the listener served last time so one busy Listen
+     * cannot starve the others. */
+    for (i = 0; i < ps->nlisten; i++) {
+        int k = (ps->next + i) % ps->nlisten;
+
+        if (ps->fds[k].revents & (POLLIN | POLLERR | POLLHUP)) {
+            ps->next = (k + 1) % ps->nlisten;
+            return accept_on(ch, ps->lrs[k], csd, ptrans);
+        }
+    }
+    return HYB_ACCEPT_RETRY;
+}

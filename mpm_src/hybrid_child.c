@@ -1,0 +1,283 @@
+/* hybrid_child.c: one child process, from fork to exit.
+ *
+ * Owns: the post-fork start-up order (attach shared resources, drop
+ * privileges, run child_init), the child's signals, starting and joining
+ * its worker threads, and the two ways to stop: graceful (finish what is
+ * in flight) and now.  With ThreadsPerChild 1 no thread is created: the
+ * main thread serves, exactly like prefork.
+ *
+ * Signals only set the stop mode and write a byte to the child's wake
+ * pipe; the pipe is never drained, so once stopping every poll() in the
+ * child returns at once (level-triggered, no resend loop).
+ */
+
+static void child_exit(hyb_child *ch, int code) __attribute__((noreturn));
+
+static int hyb_child_stopping(const hyb_child *ch)
+{
+    return __atomic_load_n(&ch->stop, __ATOMIC_RELAXED) != HYB_RUNNING;
+}
+
+/* Async-signal-safe: atomics, write() and shutdown() only. */
+static void hyb_child_request_stop(hyb_child *ch, hyb_stop_mode mode)
+{
+    apr_uint32_t old = __atomic_load_n(&ch->stop, __ATOMIC_RELAXED);
+    int saved = errno;
+
+    while (old < (apr_uint32_t)mode
+           && !__atomic_compare_exchange_n(&ch->stop, &old, mode, 0,
+                                           __ATOMIC_SEQ_CST,
+                                           __ATOMIC_RELAXED)) {
+    }
+    retained->mpm->mpm_state = AP_MPMQ_STOPPING;
+    if (write(ch->wake_fd[1], "x", 1) < 0) {
+        /* already full: already readable */
+    }
+    if (mode == HYB_STOP_NOW && !ch->threaded) {
+        int fd = ch->threads[0].active_fd;
+
+        if (fd >= 0) {
+            shutdown(fd, SHUT_RDWR);   /* make the request's I/O fail now */
+        }
+    }
+    errno = saved;
+}
+
+static void on_signal(int sig)
+{
+    if (the_child) {
+        hyb_child_request_stop(the_child,
+                               sig == AP_SIG_GRACEFUL || sig == SIGWINCH
+                                   ? HYB_STOP_GRACEFUL : HYB_STOP_NOW);
+    }
+}
+
+static void set_handler(int sig, void (*fn)(int))
+{
+    struct sigaction sa;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = fn;
+    sigemptyset(&sa.sa_mask);
+    sigaction(sig, &sa, NULL);   /* no SA_RESTART: blocking calls return */
+}
+
+/* The parent's handlers were inherited by fork; replace them.  SIGINT
+ * goes to the whole process group on ^C: the parent handles it, unless
+ * there is no parent (-X). */
+static void install_child_signals(void)
+{
+    set_handler(AP_SIG_GRACEFUL, on_signal);
+    set_handler(SIGTERM, on_signal);
+    set_handler(SIGHUP, on_signal);
+    set_handler(SIGINT, retained->one_process ? on_signal : SIG_IGN);
+    set_handler(SIGWINCH, retained->one_process ? on_signal : SIG_DFL);
+}
+
+static void block_child_signals(int how)
+{
+    sigset_t set;
+
+    sigemptyset(&set);
+    sigaddset(&set, AP_SIG_GRACEFUL);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGWINCH);
+    pthread_sigmask(how, &set, NULL);
+}
+
+static void child_exit(hyb_child *ch, int code)
+{
+    retained->mpm->mpm_state = AP_MPMQ_STOPPING;
+    if (ch && ch->pool) {
+        if (!ch->stopping_hooks_run) {
+            ap_run_child_stopping(ch->pool, code == 0);
+        }
+        if (conf.strategy->child_exit) {
+            conf.strategy->child_exit(ch);
+        }
+        apr_pool_destroy(ch->pool);
+    }
+    exit(code);
+}
+
+/* ------------------------------------------------------------------ */
+
+static hyb_child *child_create(int slot, int group)
+{
+    apr_pool_t *pchild;
+    hyb_child *ch;
+    int i;
+
+    apr_pool_create(&pchild, pconf);
+    apr_pool_tag(pchild, "pchild");
+    ch = apr_pcalloc(pchild, sizeof(*ch));
+    ch->pool = pchild;
+    ch->slot = slot;
+    ch->group = group;
+    ch->generation = retained->mpm->my_generation;
+    ch->parent_pid = retained->one_process ? 0 : getppid();
+    ch->threaded = conf.threads_per_child > 1;
+    ch->threads = apr_pcalloc(pchild, sizeof(*ch->threads)
+                                      * conf.threads_per_child);
+    for (i = 0; i < conf.threads_per_child; i++) {
+        ch->threads[i].child = ch;
+        ch->threads[i].num = i;
+        ch->threads[i].active_fd = -1;
+    }
+    if (pipe2(ch->wake_fd, O_CLOEXEC | O_NONBLOCK) < 0) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, errno, ap_server_conf,
+                     HYBLOGNO(00070) "child: cannot create its wake-up pipe");
+        child_exit(NULL, APEXIT_CHILDSICK);
+    }
+    ch->counters = hyb_stats_counters(slot);
+    return ch;
+}
+
+/* MaxConnectionsPerChild, lowered by up to a quarter at random so that
+ * children started together do not all recycle together. */
+static void set_connection_budget(hyb_child *ch)
+{
+    apr_uint32_t max = (apr_uint32_t)ap_max_requests_per_child;
+
+    ch->limit_conns = max > 0;
+    if (max > 0) {
+        apr_uint32_t jitter = max >= 4 ? (apr_uint32_t)getpid() % (max / 4)
+                                       : 0;
+
+        ch->conns_left = max - jitter;
+    }
+}
+
+/* Everything between fork and serving: order matters (the lock must be
+ * attached before privileges are dropped; signals are blocked while
+ * child_init hooks may start threads so those threads never take them). */
+static void child_init(hyb_child *ch)
+{
+    if (!retained->one_process) {
+        close(retained->notify_fd[0]);
+    }
+    ap_reopen_scoreboard(ch->pool, NULL, 0);
+    if (conf.strategy->child_init(ch) != APR_SUCCESS) {
+        child_exit(ch, APEXIT_CHILDFATAL);
+    }
+    if (ap_run_drop_privileges(ch->pool, ap_server_conf)) {
+        child_exit(ch, APEXIT_CHILDFATAL);
+    }
+    if (ch->parent_pid) {
+        /* After the privilege drop, which clears it. */
+        prctl(PR_SET_PDEATHSIG, AP_SIG_GRACEFUL);
+        if (getppid() != ch->parent_pid) {
+            hyb_child_request_stop(ch, HYB_STOP_GRACEFUL);
+        }
+    }
+    block_child_signals(SIG_BLOCK);
+    ap_run_child_init(ch->pool, ap_server_conf);
+    set_connection_budget(ch);
+}
+
+static apr_status_t start_workers(hyb_child *ch)
+{
+    apr_threadattr_t *attr;
+    apr_status_t rv;
+    int i;
+
+    apr_thread_mutex_create(&ch->accept_turn, APR_THREAD_MUTEX_DEFAULT,
+                            ch->pool);
+    apr_threadattr_create(&attr, ch->pool);
+    apr_threadattr_detach_set(attr, 0);
+    if (ap_thread_stacksize) {
+        apr_threadattr_stacksize_set(attr, ap_thread_stacksize);
+    }
+    for (i = 0; i < conf.threads_per_child; i++) {
+        __atomic_add_fetch(&ch->live_threads, 1, __ATOMIC_SEQ_CST);
+        ch->threads[i].ptrans = create_ptrans(ch);
+        rv = ap_thread_create(&ch->threads[i].thd, attr, hyb_worker_thread,
+                              &ch->threads[i], ch->pool);
+        if (rv != APR_SUCCESS) {
+            __atomic_sub_fetch(&ch->live_threads, 1, __ATOMIC_SEQ_CST);
+            ap_log_error(APLOG_MARK, APLOG_ALERT, rv, ap_server_conf,
+                         HYBLOGNO(00071) "cannot create worker thread %d "
+                         "of %d", i, conf.threads_per_child);
+            return i ? APR_SUCCESS : rv;   /* run with what we have */
+        }
+    }
+    return APR_SUCCESS;
+}
+
+/* The main thread of a threaded child: wait for a stop, then for the
+ * workers; a second signal turns a graceful stop into an immediate one. */
+static void supervise_workers(hyb_child *ch)
+{
+    struct pollfd pfd = { ch->wake_fd[0], POLLIN, 0 };
+    int i;
+
+    while (!hyb_child_stopping(ch)) {
+        if (poll(&pfd, 1, HYB_WAIT_SLICE_MS) == 0 && ch->parent_pid
+            && getppid() != ch->parent_pid) {
+            hyb_child_request_stop(ch, HYB_STOP_GRACEFUL);
+        }
+        if (!__atomic_load_n(&ch->live_threads, __ATOMIC_SEQ_CST)) {
+            break;   /* every worker gave up (sick) */
+        }
+    }
+    ap_run_child_stopping(ch->pool, ch->stop == HYB_STOP_GRACEFUL);
+    ch->stopping_hooks_run = 1;
+    while (__atomic_load_n(&ch->live_threads, __ATOMIC_SEQ_CST)) {
+        if (__atomic_load_n(&ch->stop, __ATOMIC_SEQ_CST) == HYB_STOP_NOW) {
+            for (i = 0; i < conf.threads_per_child; i++) {
+                int fd = ch->threads[i].active_fd;
+
+                if (fd >= 0) {
+                    shutdown(fd, SHUT_RDWR);
+                }
+            }
+            exit(0);   /* in-flight work is being dropped by request */
+        }
+        apr_sleep(apr_time_from_msec(20));
+    }
+    for (i = 0; i < conf.threads_per_child; i++) {
+        apr_status_t ignored;
+
+        if (ch->threads[i].thd) {
+            apr_thread_join(&ignored, ch->threads[i].thd);
+        }
+    }
+}
+
+static void hyb_child_main(int slot, int group)
+{
+    hyb_child *ch;
+
+    retained->mpm->mpm_state = AP_MPMQ_STARTING;
+#if AP_HAS_THREAD_LOCAL
+    if (!retained->one_process) {
+        apr_thread_t *thd = NULL;
+
+        ap_thread_current_after_fork();
+        ap_thread_main_create(&thd, pconf);
+    }
+#endif
+    if (!retained->one_process) {
+        ap_fatal_signal_child_setup(ap_server_conf);
+    }
+    ch = child_create(slot, group);
+    the_child = ch;
+    install_child_signals();
+    child_init(ch);
+    retained->mpm->mpm_state = AP_MPMQ_RUNNING;
+
+    if (!ch->threaded) {
+        block_child_signals(SIG_UNBLOCK);
+        ch->live_threads = 1;
+        hyb_worker_run(&ch->threads[0]);
+        child_exit(ch, ch->sick ? APEXIT_CHILDSICK : 0);
+    }
+    if (start_workers(ch) != APR_SUCCESS) {
+        child_exit(ch, APEXIT_CHILDSICK);
+    }
+    block_child_signals(SIG_UNBLOCK);
+    supervise_workers(ch);
+    child_exit(ch, ch->sick ? APEXIT_CHILDSICK : 0);
+}

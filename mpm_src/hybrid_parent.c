@@ -1,0 +1,469 @@
+/* hybrid_parent.c: the parent's policy, i.e. the mpm hook.
+ *
+ * Owns: starting a generation, the main loop (reap, keep spare threads
+ * between the limits, replace crashed children), and the four ways out:
+ * graceful restart, hard restart, graceful stop and stop.  The loop
+ * sleeps in poll() on a pipe that SIGCHLD and children short of idle
+ * threads write to, so it reacts at once to both, and otherwise runs its
+ * maintenance once a second.
+ * Called from: httpd's main loop via ap_hook_mpm, once per generation.
+ */
+
+#define HYB_CRASH_RESPAWNS 3   /* immediate respawns per tick, then wait */
+
+typedef struct parent_loop {
+    server_rec *s;
+    int to_start;             /* children of this generation still owed */
+    int crash_respawns;       /* immediate respawns this tick */
+    int fatal;                /* a current child exited CHILDFATAL */
+    apr_time_t next_tick;
+    apr_time_t last_maintenance;
+    int ticks;
+} parent_loop;
+
+/* ------------------------------------------------------------------ */
+/* Waking the parent: SIGCHLD and children write one byte to a pipe.   */
+
+static void on_sigchld(int sig)
+{
+    int saved = errno;
+
+    if (retained && retained->notify_fd[1] >= 0) {
+        if (write(retained->notify_fd[1], "C", 1) < 0) {
+            /* full pipe: the parent is awake anyway */
+        }
+    }
+    errno = saved;
+}
+
+/* The handler lives in this DSO, which is unloaded at restart: put the
+ * default back before that happens. */
+static apr_status_t restore_sigchld(void *unused)
+{
+    signal(SIGCHLD, SIG_DFL);
+    return APR_SUCCESS;
+}
+
+static void install_sigchld(void)
+{
+    struct sigaction sa;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_sigchld;
+    sa.sa_flags = SA_NOCLDSTOP;   /* no SA_RESTART: poll must return */
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGCHLD, &sa, NULL);
+    apr_pool_cleanup_register(pconf, NULL, restore_sigchld,
+                              apr_pool_cleanup_null);
+}
+
+/* Sleeps until timeout, a signal or a notification; returns 1 if a child
+ * said it is short of idle threads. */
+static int wait_for_event(apr_interval_time_t timeout)
+{
+    struct pollfd pfd;
+    char buf[256];
+    int short_notice = 0;
+    ssize_t n, i;
+
+    pfd.fd = retained->notify_fd[0];
+    pfd.events = POLLIN;
+    if (poll(&pfd, 1, (int)apr_time_as_msec(timeout)) <= 0) {
+        return 0;
+    }
+    while ((n = read(pfd.fd, buf, sizeof(buf))) > 0) {
+        for (i = 0; i < n; i++) {
+            short_notice |= buf[i] == 'S';
+        }
+    }
+    return short_notice;
+}
+
+/* ------------------------------------------------------------------ */
+/* Reaping                                                             */
+
+static int take_free_slot(void)
+{
+    int i;
+
+    for (i = 0; i < conf.server_limit; i++) {
+        if (!retained->slots[i].pid) {
+            return i;
+        }
+    }
+    return -1;
+}
+
+static void log_unexpected_exit(int slot, pid_t pid, apr_exit_why_e why,
+                                int status)
+{
+    if (why & APR_PROC_SIGNAL) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, ap_server_conf,
+                     HYBLOGNO(00050) "child pid %" APR_PID_T_FMT " (slot %d) "
+                     "was killed by signal %d; replacing it", pid, slot,
+                     status);
+    }
+    else if (status != 0) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, ap_server_conf,
+                     HYBLOGNO(00051) "child pid %" APR_PID_T_FMT " (slot %d) "
+                     "exited with status %d", pid, slot, status);
+    }
+}
+
+static void child_exited(parent_loop *pl, apr_proc_t *proc,
+                         apr_exit_why_e why, int status)
+{
+    int processed = ap_process_child_status(proc, why, status);
+    int slot = hyb_find_slot(proc->pid);
+    hyb_slot *ps = slot >= 0 ? &retained->slots[slot] : NULL;
+    int current = ps && ps->generation == retained->mpm->my_generation;
+    int expected = ps && ps->quiescing;
+
+    if (processed == APEXIT_CHILDFATAL && (!ps || current)) {
+        pl->fatal = 1;
+    }
+    if (!ps) {
+        if (apr_proc_other_child_alert(proc, APR_OC_REASON_DEATH, status)
+            != APR_SUCCESS) {
+            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, ap_server_conf,
+                         HYBLOGNO(00052) "long lost child came home! "
+                         "(pid %" APR_PID_T_FMT ")", proc->pid);
+        }
+        return;
+    }
+    if (!expected && current) {
+        log_unexpected_exit(slot, proc->pid, why, status);
+    }
+    hyb_note_exit(slot, why, status);
+    if (processed == APEXIT_CHILDSICK) {
+        retained->spawn_rate = 1;   /* resource shortage: go slow */
+        return;
+    }
+    if (pl->fatal || retained->mpm->restart_pending
+        || retained->mpm->shutdown_pending) {
+        return;
+    }
+    /* A crashed current child is replaced at once (its reuseport group or
+     * share of the load must not wait a tick), a few times per tick. */
+    if (!expected && current && (why & APR_PROC_SIGNAL)
+        && pl->crash_respawns < HYB_CRASH_RESPAWNS && slot < conf.server_limit) {
+        pl->crash_respawns++;
+        hyb_spawn(slot, ps->group);
+    }
+    else if (pl->to_start > 0 && slot < conf.server_limit) {
+        if (hyb_spawn(slot, 0) == 0) {
+            pl->to_start--;
+        }
+    }
+}
+
+static void reap_children(parent_loop *pl)
+{
+    apr_proc_t proc;
+    apr_exit_why_e why;
+    int status;
+
+    while (APR_STATUS_IS_CHILD_DONE(apr_proc_wait_all_procs(
+               &proc, &status, &why, APR_NOWAIT, pconf))) {
+        child_exited(pl, &proc, why, status);
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Maintenance                                                         */
+
+/* Counts idle threads in live children of this generation.  The
+ * scoreboard is written by children: it only feeds counts, never pids or
+ * indices the parent acts on. */
+static hyb_spare_in take_snapshot(void)
+{
+    hyb_spare_in in;
+    int i, t;
+
+    memset(&in, 0, sizeof(in));
+    for (i = 0; i < conf.server_limit; i++) {
+        const hyb_slot *ps = &retained->slots[i];
+
+        if (!ps->pid) {
+            in.free_slots++;
+            continue;
+        }
+        if (ps->quiescing || ps->generation != retained->mpm->my_generation) {
+            continue;
+        }
+        in.active_children++;
+        for (t = 0; t < conf.threads_per_child; t++) {
+            if (ap_scoreboard_image->servers[i][t].status <= SERVER_READY) {
+                in.idle_threads++;
+            }
+        }
+    }
+    in.daemons_limit = conf.daemons_limit;
+    in.spare_min = conf.spare_min;
+    in.spare_max = conf.spare_max;
+    in.spawn_rate = retained->spawn_rate;
+    in.hold_off = retained->hold_off_spawn_ticks;
+    return in;
+}
+
+static void retire_one(void)
+{
+    int i;
+
+    /* The highest active slot goes, keeping the low slots stable. */
+    for (i = conf.server_limit - 1; i >= 0; i--) {
+        hyb_slot *ps = &retained->slots[i];
+
+        if (ps->pid && !ps->quiescing
+            && ps->generation == retained->mpm->my_generation) {
+            ps->quiescing = 1;
+            ap_get_scoreboard_process(i)->quiescing = 1;
+            hyb_stats_note_state(i, HYBRID_SLOT_GRACEFUL);
+            hyb_signal_child(i, AP_SIG_GRACEFUL);
+            return;
+        }
+    }
+}
+
+static int spawn_children(int n)
+{
+    int started = 0, slot;
+
+    if (apr_time_now() < retained->next_fork_try) {
+        return 0;
+    }
+    while (started < n && (slot = take_free_slot()) >= 0) {
+        if (hyb_spawn(slot, 0) != 0) {
+            break;
+        }
+        started++;
+    }
+    return started;
+}
+
+static void log_limits(const hyb_spare_out *out)
+{
+    if (out->at_max_workers && !retained->max_workers_logged) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, ap_server_conf,
+                     HYBLOGNO(00053) "server reached MaxRequestWorkers "
+                     "setting (%d), consider raising the MaxRequestWorkers "
+                     "setting", conf.max_workers);
+        retained->max_workers_logged = 1;
+    }
+    if (out->no_free_slot && !retained->max_workers_logged) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, ap_server_conf,
+                     HYBLOGNO(00054) "all %d slots are in use by children "
+                     "still finishing after a restart (not at "
+                     "MaxRequestWorkers); raise ServerLimit above "
+                     "MaxRequestWorkers / ThreadsPerChild for headroom",
+                     conf.server_limit);
+        retained->max_workers_logged = 1;
+    }
+}
+
+static void perform_maintenance(parent_loop *pl)
+{
+    hyb_spare_in in = take_snapshot();
+    hyb_spare_out out = hyb_spare_decide(&in);
+
+    if (out.retire) {
+        retire_one();
+    }
+    if (out.spawn) {
+        int n = spawn_children(out.spawn);
+
+        if (n > 8) {
+            ap_log_error(APLOG_MARK, APLOG_INFO, 0, ap_server_conf,
+                         HYBLOGNO(00055) "server seems busy (you may need to "
+                         "increase StartServers, or Min/MaxSpareThreads), "
+                         "spawning %d children, there are %d idle threads, "
+                         "and %d total children", n, in.idle_threads,
+                         in.active_children);
+        }
+    }
+    log_limits(&out);
+    retained->spawn_rate = out.next_rate;
+    if (retained->hold_off_spawn_ticks > 0) {
+        retained->hold_off_spawn_ticks--;
+    }
+    pl->last_maintenance = apr_time_now();
+}
+
+/* One pass of the main loop: sleep, reap, and maybe maintain. */
+static void loop_once(parent_loop *pl)
+{
+    apr_time_t now = apr_time_now();
+    int short_notice = wait_for_event(pl->next_tick > now
+                                      ? pl->next_tick - now : 0);
+
+    reap_children(pl);
+    if (pl->fatal) {
+        return;
+    }
+    now = apr_time_now();
+    if (now >= pl->next_tick) {
+        pl->next_tick = now + HYB_TICK;
+        pl->crash_respawns = 0;
+        ap_update_global_status();
+        if (++pl->ticks % 10 == 0) {
+            ap_run_monitor(pconf, pl->s);
+        }
+    }
+    else if (!short_notice
+             || now - pl->last_maintenance < HYB_EARLY_TICK) {
+        return;
+    }
+    if (pl->to_start > 0) {
+        pl->to_start -= spawn_children(pl->to_start);
+        pl->last_maintenance = now;
+        return;
+    }
+    perform_maintenance(pl);
+}
+
+/* ------------------------------------------------------------------ */
+/* Leaving the loop                                                    */
+
+static void tell_children_graceful(void)
+{
+    int i;
+
+    for (i = 0; i < retained->max_daemon_used; i++) {
+        hyb_slot *ps = &retained->slots[i];
+
+        if (ps->pid) {
+            ps->quiescing = 1;
+            ap_get_scoreboard_process(i)->quiescing = 1;
+            hyb_stats_note_state(i, HYBRID_SLOT_GRACEFUL);
+            hyb_signal_child(i, AP_SIG_GRACEFUL);
+        }
+    }
+}
+
+static void graceful_stop(parent_loop *pl)
+{
+    apr_time_t cutoff = ap_graceful_shutdown_timeout
+        ? apr_time_now() + apr_time_from_sec(ap_graceful_shutdown_timeout)
+        : 0;
+
+    ap_close_listeners();
+    tell_children_graceful();
+    ap_remove_pid(pconf, ap_pid_fname);
+    ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, ap_server_conf, HYBLOGNO(00056)
+                 "caught " AP_SIG_GRACEFUL_STOP_STRING
+                 ", shutting down gracefully");
+    retained->mpm->shutdown_pending = 0;
+    while (hyb_live_children(1) && !retained->mpm->shutdown_pending
+           && (!cutoff || apr_time_now() < cutoff)) {
+        wait_for_event(apr_time_from_msec(500));
+        reap_children(pl);
+    }
+    if (hyb_live_children(1)) {
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, ap_server_conf,
+                     HYBLOGNO(00057) "%d children still busy at the end of "
+                     "GracefulShutdownTimeout (%ds); stopping them",
+                     hyb_live_children(1), ap_graceful_shutdown_timeout);
+    }
+    hyb_reclaim_all();
+}
+
+static int finish_generation(parent_loop *pl)
+{
+    retained->mpm->mpm_state = AP_MPMQ_STOPPING;
+
+    if (pl->fatal) {
+        ap_log_error(APLOG_MARK, APLOG_ALERT, 0, ap_server_conf,
+                     HYBLOGNO(00058) "a child returned a fatal error; "
+                     "stopping the server");
+        hyb_reclaim_all();
+        ap_remove_pid(pconf, ap_pid_fname);
+        return !OK;
+    }
+    if (retained->mpm->shutdown_pending && retained->mpm->is_ungraceful) {
+        hyb_reclaim_all();
+        ap_remove_pid(pconf, ap_pid_fname);
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, ap_server_conf,
+                     HYBLOGNO(00059) "caught SIGTERM, shutting down");
+        return DONE;
+    }
+    if (retained->mpm->shutdown_pending) {
+        graceful_stop(pl);
+        return DONE;
+    }
+    ++retained->mpm->my_generation;
+    ap_scoreboard_image->global->running_generation =
+        retained->mpm->my_generation;
+    if (!retained->mpm->is_ungraceful) {
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, ap_server_conf,
+                     HYBLOGNO(00060) "Graceful restart requested, doing "
+                     "restart");
+        tell_children_graceful();
+    }
+    else {
+        hyb_reclaim_all();
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, ap_server_conf,
+                     HYBLOGNO(00061) "SIGHUP received.  Attempting to "
+                     "restart");
+    }
+    return OK;
+}
+
+/* ------------------------------------------------------------------ */
+
+static void log_startup(server_rec *s, apr_pool_t *plog)
+{
+    const char *mutex = conf.strategy->mutex_name
+                        ? conf.strategy->mutex_name() : NULL;
+
+    ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, ap_server_conf, HYBLOGNO(00062)
+                 "%s configured -- resuming normal operations",
+                 ap_get_server_description());
+    ap_log_error(APLOG_MARK, APLOG_INFO, 0, ap_server_conf, HYBLOGNO(00063)
+                 "Server built: %s", ap_get_server_built());
+    ap_log_command_line(plog, s);
+    ap_log_mpm_common(s);
+    ap_log_error(APLOG_MARK, APLOG_INFO, 0, ap_server_conf, HYBLOGNO(00064)
+                 "mpm_hybrid: %d threads per child, up to %d children "
+                 "(MaxRequestWorkers %d), AcceptStrategy %s%s%s",
+                 conf.threads_per_child, conf.daemons_limit,
+                 conf.max_workers, conf.strategy->name,
+                 mutex ? ", accept mutex " : "", mutex ? mutex : "");
+}
+
+static int hyb_run(apr_pool_t *_pconf, apr_pool_t *plog, server_rec *s)
+{
+    parent_loop pl;
+
+    memset(&pl, 0, sizeof(pl));
+    pl.s = s;
+    ap_log_pid(pconf, ap_pid_fname);
+    if (!retained->mpm->was_graceful) {
+        if (ap_run_pre_mpm(s->process->pool, SB_SHARED) != OK) {
+            retained->mpm->mpm_state = AP_MPMQ_STOPPING;
+            return !OK;
+        }
+        ap_scoreboard_image->global->running_generation =
+            retained->mpm->my_generation;
+    }
+    hyb_stats_publish_generation();
+    ap_unixd_mpm_set_signals(pconf, retained->one_process);
+    if (retained->one_process) {
+        hyb_child_main(0, 0);
+    }
+    install_sigchld();
+
+    pl.to_start = conf.start_servers;
+    if (retained->mpm->was_graceful) {
+        retained->hold_off_spawn_ticks = 10;
+    }
+    pl.to_start -= spawn_children(pl.to_start);
+    log_startup(s, plog);
+    retained->mpm->mpm_state = AP_MPMQ_RUNNING;
+    pl.next_tick = apr_time_now() + HYB_TICK;
+
+    while (!retained->mpm->restart_pending && !retained->mpm->shutdown_pending
+           && !pl.fatal) {
+        loop_once(&pl);
+    }
+    return finish_generation(&pl);
+}

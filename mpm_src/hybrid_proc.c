@@ -1,0 +1,215 @@
+/* hybrid_proc.c: mechanism for the parent's children.
+ *
+ * Owns: the parent-private slot table (retained->slots), forking a child
+ * into a slot, signalling a child, recording its death, and reclaiming
+ * every child on a hard stop.  Pids come only from the parent's own table,
+ * never from the scoreboard, so a child scribbling on shared memory cannot
+ * make the root parent signal or wait for anything it did not start.
+ * Policy (when to do which) is in hybrid_parent.c.
+ */
+
+static void scoreboard_set_threads(int slot, int status)
+{
+    int t;
+
+    for (t = 0; t < conf.thread_limit; t++) {
+        ap_update_child_status_from_indexes(slot, t,
+                                            t < conf.threads_per_child
+                                                ? status : SERVER_DEAD,
+                                            NULL);
+    }
+}
+
+static int hyb_find_slot(pid_t pid)
+{
+    int i;
+
+    for (i = 0; i < retained->max_daemon_used; i++) {
+        if (retained->slots[i].pid == pid) {
+            return i;
+        }
+    }
+    return -1;
+}
+
+static int hyb_live_children(int include_quiescing)
+{
+    int i, n = 0;
+
+    for (i = 0; i < retained->max_daemon_used; i++) {
+        const hyb_slot *ps = &retained->slots[i];
+
+        if (ps->pid && (include_quiescing || !ps->quiescing)) {
+            n++;
+        }
+    }
+    return n;
+}
+
+static void fork_failed(int slot, apr_status_t err)
+{
+    apr_time_t backoff;
+
+    scoreboard_set_threads(slot, SERVER_DEAD);
+    retained->fork_failures++;
+    /* 100 ms, 200 ms, ... capped at 10 s: no busy loop, and the server
+     * keeps serving with the children it has. */
+    backoff = apr_time_from_msec(100) << (retained->fork_failures < 7
+                                          ? retained->fork_failures - 1 : 6);
+    if (backoff > apr_time_from_sec(10)) {
+        backoff = apr_time_from_sec(10);
+    }
+    retained->next_fork_try = apr_time_now() + backoff;
+    if (retained->fork_failures == 1) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, err, ap_server_conf,
+                     HYBLOGNO(00040) "fork: unable to start a child; "
+                     "serving with the children there are and retrying with "
+                     "back-off (check RLIMIT_NPROC / ulimit -u and memory)");
+    }
+}
+
+static void note_started(int slot, pid_t pid)
+{
+    hyb_slot *ps = &retained->slots[slot];
+    process_score *sb = ap_get_scoreboard_process(slot);
+
+    ps->pid = pid;
+    ps->started = apr_time_now();
+    ps->spawned++;
+    sb->pid = pid;
+    sb->generation = ps->generation;
+    sb->quiescing = 0;
+    ap_run_child_status(ap_server_conf, pid, ps->generation, slot,
+                        MPM_CHILD_STARTED);
+    hyb_stats_note_spawn(slot, pid);
+    if (retained->fork_failures) {
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, ap_server_conf,
+                     HYBLOGNO(00041) "fork works again after %d failures",
+                     retained->fork_failures);
+        retained->fork_failures = 0;
+    }
+    ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, ap_server_conf, HYBLOGNO(00042)
+                 "Child %d started: pid %" APR_PID_T_FMT ", gen %d, "
+                 "strategy %s, group %d", slot, pid, ps->generation,
+                 conf.strategy->name, ps->group);
+}
+
+/* Starts a child in a free slot.  Returns 0, or -1 if fork failed. */
+static int hyb_spawn(int slot, int group)
+{
+    hyb_slot *ps = &retained->slots[slot];
+    pid_t pid;
+
+    if (slot + 1 > retained->max_daemon_used) {
+        retained->max_daemon_used = slot + 1;
+    }
+    ps->generation = retained->mpm->my_generation;
+    ps->group = group;
+    ps->quiescing = 0;
+    scoreboard_set_threads(slot, SERVER_STARTING);
+
+    pid = fork();
+    if (pid < 0) {
+        fork_failed(slot, errno);
+        return -1;
+    }
+    if (pid == 0) {
+        hyb_child_main(slot, group);   /* does not return */
+    }
+    note_started(slot, pid);
+    return 0;
+}
+
+static void hyb_signal_child(int slot, int sig)
+{
+    pid_t pid = retained->slots[slot].pid;
+
+    if (pid > 0 && kill(pid, sig) < 0 && errno != ESRCH) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, errno, ap_server_conf,
+                     HYBLOGNO(00043) "cannot signal child %" APR_PID_T_FMT,
+                     pid);
+    }
+}
+
+/* Records a reaped child: scoreboard, hooks, statistics, slot table. */
+static void hyb_note_exit(int slot, apr_exit_why_e why, int status)
+{
+    hyb_slot *ps = &retained->slots[slot];
+    process_score *sb = ap_get_scoreboard_process(slot);
+
+    ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, ap_server_conf, HYBLOGNO(00044)
+                 "Child %d stopped: pid %" APR_PID_T_FMT ", gen %d, %s %d",
+                 slot, ps->pid, ps->generation,
+                 (why & APR_PROC_SIGNAL) ? "signal" : "exit", status);
+    scoreboard_set_threads(slot, SERVER_DEAD);
+    ap_run_child_status(ap_server_conf, ps->pid, ps->generation, slot,
+                        MPM_CHILD_EXITED);
+    sb->pid = 0;
+    sb->quiescing = 0;
+    hyb_stats_note_exit(slot, why, status);
+    ps->pid = 0;
+    ps->quiescing = 0;
+}
+
+/* Reaps one of our children if it has exited; returns 1 if it did. */
+static int reap_slot(int slot)
+{
+    int status;
+    pid_t pid = waitpid(retained->slots[slot].pid, &status, WNOHANG);
+
+    if (pid <= 0) {
+        return pid < 0 && errno == ECHILD
+               ? (hyb_note_exit(slot, APR_PROC_EXIT, 0), 1) : 0;
+    }
+    if (WIFSIGNALED(status)) {
+        hyb_note_exit(slot, APR_PROC_SIGNAL, WTERMSIG(status));
+    }
+    else {
+        hyb_note_exit(slot, APR_PROC_EXIT, WEXITSTATUS(status));
+    }
+    return 1;
+}
+
+static void signal_all(int sig)
+{
+    int i;
+
+    for (i = 0; i < retained->max_daemon_used; i++) {
+        hyb_signal_child(i, sig);
+    }
+}
+
+/* Hard stop: SIGTERM now and again at 3 s and 6 s, SIGKILL at 9 s, and
+ * give up on stragglers at 10 s, as httpd's own reclaim does, but polling
+ * every 20 ms so a quick exit is noticed quickly. */
+static void hyb_reclaim_all(void)
+{
+    apr_time_t start = apr_time_now();
+    int next_step = 1, i, left;
+
+    signal_all(SIGTERM);
+    for (;;) {
+        apr_interval_time_t waited = apr_time_now() - start;
+
+        left = 0;
+        for (i = 0; i < retained->max_daemon_used; i++) {
+            if (retained->slots[i].pid && !reap_slot(i)) {
+                left++;
+            }
+        }
+        if (!left || waited > apr_time_from_sec(10)) {
+            break;
+        }
+        if (next_step <= 3 && waited >= apr_time_from_sec(3 * next_step)) {
+            signal_all(next_step == 3 ? SIGKILL : SIGTERM);
+            next_step++;
+        }
+        apr_sleep(apr_time_from_msec(20));
+    }
+    if (left) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, ap_server_conf,
+                     HYBLOGNO(00045) "%d children did not exit after "
+                     "SIGKILL; giving up on them", left);
+    }
+    apr_proc_other_child_refresh_all(APR_OC_REASON_RESTART);
+}

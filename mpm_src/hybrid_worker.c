@@ -1,0 +1,153 @@
+/* hybrid_worker.c: one worker thread (or a prefork-style child's only
+ * thread): take a connection, serve it, repeat until told to stop.
+ *
+ * Owns: the per-thread transaction pool, scoreboard state of the thread,
+ * idle/busy accounting, the MaxConnectionsPerChild budget, and telling the
+ * parent early when this child has no idle thread left.  How a connection
+ * is taken is the strategy's business (hyb_strategy.accept_one); only one
+ * thread per child runs it at a time (the accept turn), so a child with
+ * no idle thread stops taking connections until one frees up.
+ */
+
+#define HYB_SHORT_NOTICE_GAP apr_time_from_msec(250)
+
+/* Tells the parent, at most every 250 ms per child, that this child just
+ * ran out of idle threads, so it can spawn before its next tick. */
+static void hyb_notify_parent_short(hyb_child *ch)
+{
+    apr_time_t now;
+
+    if (retained->one_process) {
+        return;
+    }
+    now = apr_time_now();
+    if (now - ch->last_short_notice < HYB_SHORT_NOTICE_GAP) {
+        return;
+    }
+    ch->last_short_notice = now;
+    if (write(retained->notify_fd[1], "S", 1) < 0) {
+        /* pipe full: the parent has plenty to wake up for */
+    }
+}
+
+static void set_idle(hyb_child *ch, int delta)
+{
+    apr_uint32_t idle = __atomic_add_fetch(&ch->idle_threads, delta,
+                                           __ATOMIC_RELAXED);
+    apr_uint32_t live = __atomic_load_n(&ch->live_threads, __ATOMIC_RELAXED);
+
+    HYB_GAUGE(ch, idle_threads, idle);
+    HYB_GAUGE(ch, busy_threads, live > idle ? live - idle : 0);
+    if (delta < 0 && idle == 0 && !hyb_child_stopping(ch)) {
+        hyb_notify_parent_short(ch);
+    }
+}
+
+static hyb_accept_rc take_connection(hyb_child *ch, apr_socket_t **csd,
+                                     apr_pool_t *ptrans)
+{
+    hyb_accept_rc rc;
+
+    if (ch->threaded) {
+        apr_thread_mutex_lock(ch->accept_turn);
+    }
+    rc = hyb_child_stopping(ch) ? HYB_ACCEPT_STOP
+                                : conf.strategy->accept_one(ch, csd, ptrans);
+    if (ch->threaded) {
+        apr_thread_mutex_unlock(ch->accept_turn);
+    }
+    return rc;
+}
+
+/* Counts the connection against MaxConnectionsPerChild; the thread that
+ * takes the last one starts the child's graceful exit. */
+static void spend_connection(hyb_child *ch)
+{
+    if (ch->limit_conns
+        && __atomic_sub_fetch(&ch->conns_left, 1, __ATOMIC_SEQ_CST) == 0) {
+        hyb_child_request_stop(ch, HYB_STOP_GRACEFUL);
+    }
+}
+
+static void serve_connection(hyb_thread *t, apr_socket_t *csd,
+                             apr_pool_t *ptrans)
+{
+    hyb_child *ch = t->child;
+    apr_bucket_alloc_t *ba = apr_bucket_alloc_create(ptrans);
+    ap_sb_handle_t *sbh;
+    apr_os_sock_t fd;
+    conn_rec *c;
+    long conn_id = (long)ch->slot * conf.thread_limit + t->num;
+
+    apr_os_sock_get(&fd, csd);
+    t->active_fd = fd;
+    ap_create_sb_handle(&sbh, ptrans, ch->slot, t->num);
+    c = ap_run_create_connection(ptrans, ap_server_conf, csd, conn_id, sbh,
+                                 ba);
+    if (c) {
+        ap_process_connection(c, csd);
+        ap_lingering_close(c);
+    }
+    else {
+        apr_socket_close(csd);
+    }
+    t->active_fd = -1;
+}
+
+static apr_pool_t *create_ptrans(hyb_child *ch)
+{
+    apr_allocator_t *allocator;
+    apr_pool_t *ptrans;
+
+    /* Each thread owns an allocator, capped by MaxMemFree, so threads
+     * never contend on memory and idle memory is given back. */
+    apr_allocator_create(&allocator);
+    apr_allocator_max_free_set(allocator, ap_max_mem_free);
+    apr_pool_create_ex(&ptrans, ch->pool, NULL, allocator);
+    apr_allocator_owner_set(allocator, ptrans);
+    apr_pool_tag(ptrans, "transaction");
+    return ptrans;
+}
+
+static void *hyb_worker_run(hyb_thread *t)
+{
+    hyb_child *ch = t->child;
+    apr_pool_t *ptrans = t->ptrans ? t->ptrans : create_ptrans(ch);
+    apr_socket_t *csd = NULL;
+    hyb_accept_rc rc = HYB_ACCEPT_RETRY;
+
+    set_idle(ch, 1);
+    while (!hyb_child_stopping(ch)) {
+        ap_update_child_status_from_indexes(ch->slot, t->num, SERVER_READY,
+                                            NULL);
+        rc = take_connection(ch, &csd, ptrans);
+        if (rc == HYB_ACCEPT_STOP || rc == HYB_ACCEPT_SICK) {
+            break;
+        }
+        if (rc == HYB_ACCEPT_OK) {
+            set_idle(ch, -1);
+            spend_connection(ch);
+            serve_connection(t, csd, ptrans);
+            set_idle(ch, 1);
+        }
+        apr_pool_clear(ptrans);
+    }
+    if (rc == HYB_ACCEPT_SICK) {
+        ch->sick = 1;
+        hyb_child_request_stop(ch, HYB_STOP_GRACEFUL);
+    }
+    set_idle(ch, -1);
+    ap_update_child_status_from_indexes(ch->slot, t->num,
+                                        hyb_child_stopping(ch)
+                                            ? SERVER_GRACEFUL : SERVER_DEAD,
+                                        NULL);
+    __atomic_sub_fetch(&ch->live_threads, 1, __ATOMIC_SEQ_CST);
+    return NULL;
+}
+
+static void *APR_THREAD_FUNC hyb_worker_thread(apr_thread_t *thd, void *data)
+{
+    hyb_worker_run(data);
+    apr_thread_exit(thd, APR_SUCCESS);
+    return NULL;
+}
