@@ -55,3 +55,24 @@ $(BUILD)/mod_child_status.so: $(MOD_SRCS) $(MOD_HDRS) $(MPM_HDRS) apxs.mk
 .PHONY: clean
 clean:
 	rm -rf $(OBJ) $(BUILD)/*.so
+
+# ---------------------------------------------------------------------------
+# Benchmark (test/bench/README.md).  Test-only modules live in test/modules/.
+#
+#   make test-modules         build/mod_bench_sleep.so (SetHandler bench-sleep)
+#   make bench                all contenders, about 10 min on 2 cores
+#   make bench BENCH_QUICK=1  the same, smaller, at most about 2 min
+
+.PHONY: test-modules bench
+
+test-modules: $(BUILD)/mod_bench_sleep.so
+
+$(BUILD)/mod_bench_sleep.so: test/modules/mod_bench_sleep.c apxs.mk
+	$(call apxs_module,bench_sleep,test/modules/mod_bench_sleep.c,test/modules,mod_bench_sleep.c)
+
+# The hybrid contenders are optional: if our modules do not build, the
+# benchmark still runs the stock MPMs and says so.
+bench: test-modules
+	@$(MAKE) --no-print-directory all || \
+	    echo "bench: make all failed; hybrid contenders will be skipped"
+	@BENCH_QUICK='$(BENCH_QUICK)' /usr/bin/python3 test/bench/bench.py
