@@ -139,7 +139,7 @@ static int child_status_handler(request_rec *r)
     }
     r->allowed = (AP_METHOD_BIT << M_GET);
     if (r->method_number != M_GET) {
-        return DECLINED;
+        return HTTP_METHOD_NOT_ALLOWED;
     }
     memset(&view, 0, sizeof(view));
     fmt = parse_query(r, &view);

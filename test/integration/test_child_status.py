@@ -1,0 +1,498 @@
+"""mod_child_status on every MPM: its formats, its counts and its fairness.
+
+Each test starts a real apache2 (the `httpd` fixture) with the module and a
+/child-status location, drives it with ab and checks what the module says
+against what the test did (and against the access log, whose %P names the
+child that served each request).
+"""
+import html.parser
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+from httpd_fixture import run_load
+
+MPMS = ["prefork", "worker", "event", "hybrid"]
+
+LOCATION = """
+<Location /child-status>
+  SetHandler child-status
+  Require ip 127.0.0.1 ::1
+</Location>
+<Location /child-status-denied>
+  SetHandler child-status
+  Require all denied
+</Location>
+"""
+
+# Enough children to compare, few enough threads that the spare-thread
+# logic does not start or stop children in the middle of a test.
+MPM_CONF = {
+    "prefork": "StartServers 4\nMinSpareServers 4\nMaxSpareServers 8\n"
+               "ServerLimit 8\nMaxRequestWorkers 8\n",
+    "worker": "StartServers 3\nServerLimit 4\nThreadLimit 4\n"
+              "ThreadsPerChild 4\nMaxRequestWorkers 16\n"
+              "MinSpareThreads 4\nMaxSpareThreads 16\n",
+    "event": "StartServers 3\nServerLimit 4\nThreadLimit 4\n"
+             "ThreadsPerChild 4\nMaxRequestWorkers 16\n"
+             "MinSpareThreads 4\nMaxSpareThreads 16\n",
+    "hybrid": "StartServers 4\nThreadsPerChild 4\nMinSpareThreads 4\n"
+              "MaxSpareThreads 64\nAcceptStrategy mutex\n",
+}
+START_SERVERS = {"prefork": 4, "worker": 3, "event": 3, "hybrid": 4}
+
+CHILD_FIELDS = {
+    "slot", "pid", "generation", "state", "threads_busy", "threads_idle",
+    "connections", "requests", "bytes", "requests_per_second",
+    "mean_request_ms", "recent_requests", "share", "accept_strategy",
+    "accept_group", "accepts", "accept_waits", "accept_wait_us", "restarts",
+    "last_exit",
+}
+TOP_FIELDS = {
+    "server_version", "mpm", "time", "restart_time", "generation",
+    "server_limit", "thread_limit", "accept_strategy", "accept_mutex",
+    "mpm_stats", "totals", "fairness", "children",
+}
+FAIRNESS_FIELDS = {
+    "window_seconds", "children", "requests", "jain", "max_share",
+    "min_share", "spread_threshold", "verdict",
+}
+HYBRID_CHILD_FIELDS = ["accept_strategy", "accept_group", "accepts",
+                       "accept_waits", "accept_wait_us"]
+
+
+class Status:
+    """A server with the module, and every status fetch it was sent (each
+    one is itself a request the module counts once it is logged)."""
+
+    def __init__(self, httpd, mpm, extra="", **kw):
+        self.mpm = mpm
+        self.fetches = 0
+        self.h = httpd(mpm=mpm, modules=["child_status"],
+                       conf=MPM_CONF[mpm] + LOCATION + extra, **kw)
+
+    def start(self):
+        self.h.start()
+        return self
+
+    def text(self, query=""):
+        self.fetches += 1
+        return self.h.get_text("/child-status" + query)
+
+    def json(self):
+        return json.loads(self.text("?json"))
+
+    def wait_children(self, n=None):
+        """Until n children (StartServers by default) report ready."""
+        n = n or START_SERVERS[self.mpm]
+
+        def ready():
+            doc = self.json()
+            live = [c for c in doc["children"] if c["state"] == "ready"]
+            return doc if len(live) >= n else None
+        return self.h.wait_for(ready, timeout=20, interval=0.2,
+                               what="%d ready children" % n)
+
+    def wait_requests(self, expected):
+        """Until the module's total equals `expected` plus every earlier
+        status fetch (the one being read is logged only after it)."""
+        def settled():
+            before = self.fetches
+            doc = self.json()
+            return doc if doc["totals"]["requests"] == expected + before \
+                else None
+        return self.h.wait_for(settled, timeout=10, interval=0.2,
+                               what="%d requests counted" % expected)
+
+    def load(self, n, concurrency, keepalive=False, path="/small.txt"):
+        done, failed, non2xx, out = run_load(self.h.url(path), requests=n,
+                                             concurrency=concurrency,
+                                             keepalive=keepalive)
+        assert (done, failed, non2xx) == (n, 0, 0), out
+        return n
+
+
+@pytest.fixture
+def status(httpd):
+    def make(mpm, extra="", **kw):
+        return Status(httpd, mpm, extra, **kw).start()
+    return make
+
+
+def check_child(c, hybrid):
+    assert CHILD_FIELDS <= set(c), sorted(CHILD_FIELDS - set(c))
+    assert c["state"] in ("starting", "ready", "graceful", "dead")
+    for k in ("slot", "pid", "generation", "threads_busy", "threads_idle"):
+        assert isinstance(c[k], int) and c[k] >= 0, (k, c)
+    for k in ("connections", "requests", "bytes"):
+        assert isinstance(c[k], int), (k, c)
+    assert set(c["requests_per_second"]) == {"1s", "10s", "60s"}
+    for k in HYBRID_CHILD_FIELDS:
+        if hybrid:
+            assert c[k] is not None, (k, c)
+        else:
+            assert c[k] is None, (k, c)     # never invented
+    if hybrid:
+        assert c["accept_strategy"] == "mutex"
+        assert isinstance(c["restarts"], int)
+
+
+# -- formats -----------------------------------------------------------------
+
+@pytest.mark.parametrize("mpm", MPMS)
+def test_json_has_the_fields(status, mpm):
+    s = status(mpm)
+    first = s.json()
+    # Nothing was served before the first fetch: no rate, no verdict.
+    assert first["fairness"]["verdict"] == "idle"
+    assert first["fairness"]["jain"] is None
+    s.wait_children()
+    s.load(100, 4)
+    doc = s.wait_requests(100)
+
+    assert TOP_FIELDS <= set(doc), sorted(TOP_FIELDS - set(doc))
+    assert doc["mpm"] == mpm
+    assert FAIRNESS_FIELDS <= set(doc["fairness"])
+    assert doc["fairness"]["verdict"] in ("spread", "concentrated")
+    assert 0 < doc["fairness"]["jain"] <= 1.0
+    hybrid = mpm == "hybrid"
+    assert doc["mpm_stats"] is hybrid
+    if hybrid:
+        assert doc["accept_strategy"] == "mutex"
+        assert doc["accept_mutex"]
+    else:
+        assert doc["accept_strategy"] is None
+        assert doc["accept_mutex"] is None
+    live = [c for c in doc["children"] if c["state"] != "dead"]
+    assert len(live) >= START_SERVERS[mpm]
+    assert doc["totals"]["children"] == len(live)
+    for c in doc["children"]:
+        check_child(c, hybrid)
+    pids = {c["pid"] for c in live}
+    assert pids <= set(s.h.children()), (pids, s.h.children())
+    if hybrid:
+        assert sum(c["accepts"] for c in live) >= 100
+
+
+@pytest.mark.parametrize("mpm", MPMS)
+def test_prometheus_passes_promtool(status, mpm):
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool not installed (Debian package prometheus)")
+    s = status(mpm)
+    s.wait_children()
+    s.load(50, 4)
+    s.wait_requests(50)
+    text = s.text("?prometheus")
+    r = subprocess.run([promtool, "check", "metrics"], input=text,
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0 and not (r.stdout + r.stderr).strip(), \
+        r.stdout + r.stderr + "\n" + text
+    for family in ("child_status_requests_total", "child_status_busy_threads",
+                   "child_status_idle_threads", "child_status_fairness_jain",
+                   "child_status_connections_total"):
+        assert "# TYPE %s " % family in text, family
+    reqs = re.findall(r'^child_status_requests_total\{slot="\d+",pid="\d+",'
+                      r'generation="\d+"\} (\d+)$', text, re.M)
+    assert sum(int(v) for v in reqs) >= 50
+    if mpm == "hybrid":
+        assert "child_status_accepts_total{" in text
+    else:
+        assert "child_status_accepts_total" not in text
+
+
+class PageParser(html.parser.HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags = []
+        self.rects = 0
+        self.text = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+        self.rects += tag == "rect"
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def parse_page(text):
+    p = PageParser()
+    p.feed(text)
+    return p
+
+
+@pytest.mark.parametrize("mpm", MPMS)
+def test_html_has_table_and_svg(status, mpm):
+    s = status(mpm)
+    s.wait_children()
+    s.load(50, 4)
+    doc = s.wait_requests(50)
+    with s.h.get("/child-status?refresh=7&bogus=1") as r:
+        assert r.headers["Content-Type"].startswith("text/html")
+        assert r.headers["Refresh"] == "7"
+        page = parse_page(r.read().decode())
+    s.fetches += 1
+    names = [t for t, _ in page.tags]
+    assert "table" in names and "svg" in names
+    assert "script" not in names
+    fair = doc["fairness"]["children"]
+    assert page.rects == fair            # one bar per live child
+    rows = [a for t, a in page.tags if t == "tr"]
+    assert len(rows) >= len(doc["children"]) + 2    # header, children, total
+    text = " ".join(page.text)
+    assert "Per-child load" in text
+    assert re.search(r"Work is\s+(spread|concentrated)", text), text
+
+    # The same section on mod_status's own page, after its scoreboard.
+    ss = s.h.get_text("/server-status")
+    assert ss.index("Per-child load") > ss.index("Scoreboard Key")
+    assert "<svg" in ss and 'class="cs-children"' in ss
+    notable = s.h.get_text("/server-status?notable")
+    assert "Per-child load" in notable and 'class="cs-children"' not in notable
+
+
+def auto_keys(text):
+    """Keys of a ?auto text, in order (the first line is the bare name)."""
+    keys = []
+    for i, line in enumerate(text.splitlines()):
+        assert i == 0 or re.match(r"^[^:]+: ", line), repr(line)
+        keys.append(line.split(":", 1)[0])
+    return keys
+
+
+def auto_after_a_second(h):
+    # Which stock keys appear depends on traffic (BytesPerReq needs a
+    # request) and uptime (ReqPerSec needs 1 s): make both the same.
+    h.get_text("/small.txt")
+    time.sleep(1.2)
+    return h.get_text("/server-status?auto")
+
+
+@pytest.mark.parametrize("mpm", MPMS)
+def test_server_status_auto_is_a_superset(httpd, status, mpm):
+    plain = httpd(mpm=mpm, conf=MPM_CONF[mpm])
+    plain.start()
+    before = auto_keys(auto_after_a_second(plain))
+    plain.stop()
+
+    s = status(mpm)
+    text = auto_after_a_second(s.h)
+    after = auto_keys(text)
+    # Every stock key, in its place; ours only appended, all prefixed.
+    assert after[:len(before)] == before
+    added = after[len(before):]
+    assert added and all(k.startswith("ChildStatus") for k in added), added
+    assert "ChildStatusSlot0" in added or any(
+        k.startswith("ChildStatusSlot") for k in added)
+    assert re.search(r"^ChildStatusVerdict: (idle|spread|concentrated)$",
+                     text, re.M)
+    # The handler's own ?auto is the same block.
+    own = auto_keys(s.text("?auto"))
+    assert own and all(k.startswith("ChildStatus") for k in own)
+
+
+# -- counting ----------------------------------------------------------------
+
+def access_log_pids(h):
+    with open(h.access_log) as f:
+        return [int(line.split()[-1]) for line in f if line.strip()]
+
+
+@pytest.mark.parametrize("mpm", MPMS)
+def test_per_child_counts_add_up(status, mpm):
+    s = status(mpm)
+    s.wait_children()
+    made = s.load(400, 8)                     # a connection per request
+    made += s.load(300, 3, keepalive=True)
+    doc = s.wait_requests(made)
+    counted = sum(c["requests"] for c in doc["children"])
+    assert counted == doc["totals"]["requests"] == made + s.fetches - 1
+    assert doc["totals"]["connections"] >= 400
+    # All of it happened within the last minute: the 60 s rate holds it all.
+    assert doc["totals"]["requests_per_second"]["60s"] * 60 == \
+        pytest.approx(counted, abs=0.01)
+
+    # Child by child, against the access log (%P): it also lists the fetch
+    # just read, which the module counted only after answering.
+    time.sleep(0.5)
+    logged = access_log_pids(s.h)
+    assert len(logged) == counted + 1
+    per_pid = {}
+    for pid in logged[:-1]:
+        per_pid[pid] = per_pid.get(pid, 0) + 1
+    ours = {c["pid"]: c["requests"] for c in doc["children"]
+            if c["requests"]}
+    assert ours == per_pid
+
+
+@pytest.mark.parametrize("mpm", MPMS)
+def test_one_keepalive_client_is_concentrated(status, mpm):
+    s = status(mpm, extra="MaxKeepAliveRequests 0\n")
+    s.wait_children()
+    s.load(1500, 1, keepalive=True)
+    doc = s.wait_requests(1500)
+    f = doc["fairness"]
+    assert f["children"] >= 2
+    assert f["verdict"] == "concentrated", f
+    assert f["jain"] < 0.6, f
+    assert f["max_share"] > 0.9, f
+    page = s.text()
+    assert re.search(r"Work is <strong>concentrated</strong>", page)
+
+
+def test_many_short_connections_on_hybrid_spread(status):
+    """mpm_hybrid with one reuseport group per child: the kernel spreads
+    new connections, so every child gets its part."""
+    s = status("hybrid", extra="AcceptStrategy reuseport\n")
+    s.wait_children()
+    s.load(4000, 16)
+    doc = s.wait_requests(4000)
+    f = doc["fairness"]
+    assert f["children"] >= 4
+    assert f["verdict"] == "spread", f
+    assert f["jain"] >= 0.9, f
+    assert doc["accept_strategy"] == "reuseport"
+
+
+@pytest.mark.parametrize("mpm", ["prefork", "worker", "event"])
+def test_listen_buckets_spread_stock_mpms(httpd, mpm):
+    """The figure reacts on stock MPMs too: two SO_REUSEPORT listen buckets
+    (ListenCoresBucketsRatio), one child each, share new connections."""
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("ListenCoresBucketsRatio 1 needs two CPUs for 2 buckets")
+    conf = {"prefork": "StartServers 2\nMinSpareServers 1\n"
+                       "MaxSpareServers 2\nServerLimit 2\n"
+                       "MaxRequestWorkers 2\n",
+            "worker": "StartServers 2\nServerLimit 2\nThreadLimit 8\n"
+                      "ThreadsPerChild 8\nMaxRequestWorkers 16\n"
+                      "MinSpareThreads 2\nMaxSpareThreads 16\n"}
+    conf["event"] = conf["worker"]
+    h = httpd(mpm=mpm, modules=["child_status"],
+              conf="ListenCoresBucketsRatio 1\n" + conf[mpm] + LOCATION)
+    h.start()
+    s = Status.__new__(Status)
+    s.mpm, s.fetches, s.h = mpm, 0, h
+    s.wait_children(2)
+    s.load(2000, 8)
+    f = s.wait_requests(2000)["fairness"]
+    assert f["children"] == 2
+    assert f["verdict"] == "spread" and f["jain"] >= 0.9, f
+
+
+# -- behaviour -----------------------------------------------------------------
+
+@pytest.mark.parametrize("mpm", MPMS)
+def test_access_control_args_and_methods(status, mpm):
+    s = status(mpm)
+    with pytest.raises(Exception) as e:
+        s.h.get("/child-status-denied?json")
+    assert getattr(e.value, "code", None) == 403
+    # Unknown arguments are ignored; the first format named wins.
+    doc = json.loads(s.text("?nonsense=%3Cx%3E&json&prometheus&refresh=x"))
+    assert doc["mpm"] == mpm
+    assert s.text("?auto&json").startswith("ChildStatusMPM: ")
+    r = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+                        "-X", "POST", s.h.url("/child-status?json")],
+                       capture_output=True, text=True, timeout=20)
+    assert r.stdout == "405", r.stdout
+
+
+@pytest.mark.parametrize("mpm", MPMS)
+def test_graceful_restart_keeps_working(status, mpm):
+    """The segment survives the restart; the new generation's children get
+    fresh series and are the fairness population."""
+    s = status(mpm)
+    s.wait_children()
+    s.load(100, 4)
+    s.wait_requests(100)
+    s.h.graceful()
+
+    # How many children the MPM runs after a graceful restart is its own
+    # business (worker/event replace them as the spare logic asks).
+    def new_generation():
+        doc = s.json()
+        ready = [c for c in doc["children"]
+                 if c["generation"] == doc["generation"]
+                 and c["state"] == "ready"]
+        return doc if doc["generation"] >= 1 and ready else None
+    s.h.wait_for(new_generation, timeout=30, interval=0.3,
+                 what="children of the new generation")
+    s.load(200, 4)
+
+    def counted():
+        doc = s.json()
+        cur = [c for c in doc["children"]
+               if c["generation"] == doc["generation"]
+               and c["state"] != "dead"]
+        return doc if sum(c["requests"] for c in cur) >= 200 else None
+    doc = s.h.wait_for(counted, timeout=10, interval=0.2,
+                       what="requests of the new generation")
+    f = doc["fairness"]
+    assert f["children"] == len([c for c in doc["children"]
+                                 if c["generation"] == doc["generation"]
+                                 and c["state"] in ("ready", "starting")])
+    assert f["verdict"] in ("spread", "concentrated")
+    for c in doc["children"]:
+        if c["generation"] < doc["generation"]:
+            assert c["state"] in ("graceful", "dead"), c
+            assert c["share"] is None
+
+
+def test_loads_without_mod_status(httpd):
+    h = httpd(mpm="event", modules=["child_status"], status=False,
+              conf=MPM_CONF["event"] + LOCATION)
+    h.start()
+    doc = json.loads(h.get_text("/child-status?json"))
+    assert doc["mpm"] == "event"
+
+
+# -- a real browser ----------------------------------------------------------
+
+def chromium_dom(url):
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    if exe is None:
+        pytest.skip("chromium not installed (Debian package chromium)")
+    profile = tempfile.mkdtemp(prefix="cstatus-chromium-")
+    proc = subprocess.Popen(
+        [exe, "--headless", "--no-sandbox", "--disable-gpu",
+         "--no-first-run", "--user-data-dir=" + profile,
+         "--virtual-time-budget=2000", "--dump-dom", url],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=90)
+    finally:
+        # Chromium leaves helpers behind; they share its process group.
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+        shutil.rmtree(profile, ignore_errors=True)
+    return out.decode("utf-8", "replace")
+
+
+@pytest.mark.parametrize("mpm", MPMS)
+def test_page_renders_in_chromium(status, mpm):
+    s = status(mpm, extra="MaxKeepAliveRequests 0\n")
+    s.wait_children()
+    s.load(600, 1, keepalive=True)
+    doc = s.wait_requests(600)
+    dom = chromium_dom(s.h.url("/child-status"))
+    page = parse_page(dom)
+    text = re.sub(r"\s+", " ", " ".join(page.text))
+    assert "Per-child load" in text
+    assert "Work is concentrated in few of the" in text, text
+    assert "slot 0, pid" in text                   # the SVG's labels
+    busiest = max(doc["children"], key=lambda c: c["requests"])
+    assert str(busiest["pid"]) in text
+    assert "Total (" in text and "Req/s 10s" in text
+    assert page.rects == doc["fairness"]["children"]
