@@ -156,7 +156,7 @@ class Httpd:
             listen.replace("{port}", str(self.port)),
             "PidFile %s" % self.pidfile,
             "DefaultRuntimeDir %s" % self.logs,
-            "Mutex file:%s default" % self.logs,
+            "Mutex default:%s default" % self.logs,
             "ErrorLog %s" % self.error_log,
             "LogLevel info",
             'LogFormat "%h %l %u %t \\"%r\\" %>s %b %P" pidfmt',
