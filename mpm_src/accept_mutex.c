@@ -14,8 +14,19 @@
 
 static apr_proc_mutex_t *accept_lock;   /* this generation's, from pconf */
 
+/* A child told to stop while it waits for the lock must notice.  The
+ * semaphore and pthread mechanisms have native timed waits, so the wait is
+ * sliced.  APR emulates timed waits on file locks by polling, which would
+ * slow every hand-off, so for fcntl and flock the lock call is made here
+ * on APR's descriptor: it blocks in the kernel and a signal (the stop
+ * signal, or the child's main thread poking the waiting worker) interrupts
+ * it with EINTR. */
+typedef enum { WAIT_TIMED, WAIT_FCNTL, WAIT_FLOCK } lock_wait;
+
 typedef struct {
     hyb_pollset ps;
+    lock_wait wait;
+    int fd;                     /* file lock descriptor (fcntl, flock) */
     int broken;                 /* lock failed: accept unserialized */
 } mutex_child;
 
@@ -49,8 +60,74 @@ static apr_status_t mutex_child_init(hyb_child *ch)
                      "in the child");
         return rv;
     }
+    mc->wait = WAIT_TIMED;
+    switch (apr_proc_mutex_mech(accept_lock)) {
+    case APR_LOCK_FCNTL:
+    case APR_LOCK_FLOCK: {
+        apr_os_proc_mutex_t os;
+
+        if (apr_os_proc_mutex_get(&os, accept_lock) == APR_SUCCESS) {
+            mc->fd = os.crossproc;
+            mc->wait = apr_proc_mutex_mech(accept_lock) == APR_LOCK_FCNTL
+                       ? WAIT_FCNTL : WAIT_FLOCK;
+        }
+        break;
+    }
+    default:
+        break;
+    }
     ch->accept_state = mc;
     return hyb_pollset_build(ch, ap_listeners, &mc->ps);
+}
+
+static int file_lock(mutex_child *mc, int lock)
+{
+    if (mc->wait == WAIT_FLOCK) {
+        return flock(mc->fd, lock ? LOCK_EX : LOCK_UN);
+    }
+    else {
+        struct flock fl;
+
+        memset(&fl, 0, sizeof(fl));
+        fl.l_type = lock ? F_WRLCK : F_UNLCK;
+        fl.l_whence = SEEK_SET;
+        return fcntl(mc->fd, lock ? F_SETLKW : F_SETLK, &fl);
+    }
+}
+
+/* Returns APR_SUCCESS with the lock held, APR_EINTR if the child is
+ * stopping, or the lock's error. */
+static apr_status_t lock_accept(hyb_child *ch, mutex_child *mc)
+{
+    apr_status_t rv;
+
+    for (;;) {
+        if (hyb_child_stopping(ch)) {
+            return APR_EINTR;
+        }
+        if (mc->wait == WAIT_TIMED) {
+            rv = apr_proc_mutex_timedlock(accept_lock,
+                     apr_time_from_msec(HYB_WAIT_SLICE_MS));
+            if (rv != APR_TIMEUP) {
+                return rv;
+            }
+            continue;
+        }
+        hyb_child_mark_interruptible(ch, 1);
+        rv = file_lock(mc, 1) == 0 ? APR_SUCCESS : errno;
+        hyb_child_mark_interruptible(ch, 0);
+        if (rv != APR_EINTR) {
+            return rv;
+        }
+    }
+}
+
+static apr_status_t unlock_accept(mutex_child *mc)
+{
+    if (mc->wait == WAIT_TIMED) {
+        return apr_proc_mutex_unlock(accept_lock);
+    }
+    return file_lock(mc, 0) == 0 ? APR_SUCCESS : errno;
 }
 
 static void lock_broken(hyb_child *ch, mutex_child *mc, apr_status_t rv)
@@ -77,7 +154,7 @@ static hyb_accept_rc mutex_accept_one(hyb_child *ch, apr_socket_t **csd,
         return hyb_wait_and_accept(ch, &mc->ps, csd, ptrans);
     }
     t0 = apr_time_now();
-    rv = apr_proc_mutex_lock(accept_lock);
+    rv = lock_accept(ch, mc);
     if (rv != APR_SUCCESS) {
         if (hyb_child_stopping(ch)) {
             return HYB_ACCEPT_STOP;
@@ -88,7 +165,7 @@ static hyb_accept_rc mutex_accept_one(hyb_child *ch, apr_socket_t **csd,
     HYB_COUNT(ch, accept_waits, 1);
     HYB_COUNT(ch, accept_wait_us, (apr_uint64_t)(apr_time_now() - t0));
     rc = hyb_wait_and_accept(ch, &mc->ps, csd, ptrans);
-    rv = apr_proc_mutex_unlock(accept_lock);
+    rv = unlock_accept(mc);
     if (rv != APR_SUCCESS && !hyb_child_stopping(ch)) {
         lock_broken(ch, mc, rv);
     }

@@ -18,7 +18,26 @@ static int hyb_child_stopping(const hyb_child *ch)
     return __atomic_load_n(&ch->stop, __ATOMIC_RELAXED) != HYB_RUNNING;
 }
 
-/* Async-signal-safe: atomics, write() and shutdown() only. */
+/* A stopping child lets go of the listening sockets at once, so that a
+ * graceful stop refuses new connections while in-flight requests finish.
+ * dup2() of a placeholder over each fd drops this process's reference
+ * without freeing the fd number, so no other thread can find a stranger's
+ * socket under it; the sockets stay open in the parent and the other
+ * children.  Async-signal-safe. */
+static void release_listeners(hyb_child *ch)
+{
+    int i;
+
+    if (ch->placeholder_fd < 0
+        || __atomic_exchange_n(&ch->released, 1, __ATOMIC_SEQ_CST)) {
+        return;
+    }
+    for (i = 0; i < ch->nlisten_fds; i++) {
+        dup2(ch->placeholder_fd, ch->listen_fds[i]);
+    }
+}
+
+/* Async-signal-safe: atomics, write(), dup2() and shutdown() only. */
 static void hyb_child_request_stop(hyb_child *ch, hyb_stop_mode mode)
 {
     apr_uint32_t old = __atomic_load_n(&ch->stop, __ATOMIC_RELAXED);
@@ -33,6 +52,7 @@ static void hyb_child_request_stop(hyb_child *ch, hyb_stop_mode mode)
     if (write(ch->wake_fd[1], "x", 1) < 0) {
         /* already full: already readable */
     }
+    release_listeners(ch);
     if (mode == HYB_STOP_NOW && !ch->threaded) {
         int fd = ch->threads[0].active_fd;
 
@@ -41,6 +61,37 @@ static void hyb_child_request_stop(hyb_child *ch, hyb_stop_mode mode)
         }
     }
     errno = saved;
+}
+
+/* A worker about to block in a wait only a signal can interrupt (a file
+ * lock) lets the stop signal in for the duration, and says so, so that the
+ * main thread can poke it with pthread_kill when the child stops.  With
+ * ThreadsPerChild 1 the only thread already takes the signals. */
+static void hyb_child_mark_interruptible(hyb_child *ch, int on)
+{
+    sigset_t set;
+
+    if (!ch->threaded) {
+        return;
+    }
+    sigemptyset(&set);
+    sigaddset(&set, AP_SIG_GRACEFUL);
+    if (on) {
+        ch->waiter = pthread_self();
+        __atomic_store_n(&ch->waiting, 1, __ATOMIC_SEQ_CST);
+        pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+    }
+    else {
+        pthread_sigmask(SIG_BLOCK, &set, NULL);
+        __atomic_store_n(&ch->waiting, 0, __ATOMIC_SEQ_CST);
+    }
+}
+
+static void poke_waiter(hyb_child *ch)
+{
+    if (__atomic_load_n(&ch->waiting, __ATOMIC_SEQ_CST)) {
+        pthread_kill(ch->waiter, AP_SIG_GRACEFUL);
+    }
 }
 
 static void on_signal(int sig)
@@ -131,6 +182,7 @@ static hyb_child *child_create(int slot, int group)
                      HYBLOGNO(00070) "child: cannot create its wake-up pipe");
         child_exit(NULL, APEXIT_CHILDSICK);
     }
+    ch->placeholder_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     ch->counters = hyb_stats_counters(slot);
     return ch;
 }
@@ -225,6 +277,7 @@ static void supervise_workers(hyb_child *ch)
     ap_run_child_stopping(ch->pool, ch->stop == HYB_STOP_GRACEFUL);
     ch->stopping_hooks_run = 1;
     while (__atomic_load_n(&ch->live_threads, __ATOMIC_SEQ_CST)) {
+        poke_waiter(ch);
         if (__atomic_load_n(&ch->stop, __ATOMIC_SEQ_CST) == HYB_STOP_NOW) {
             for (i = 0; i < conf.threads_per_child; i++) {
                 int fd = ch->threads[i].active_fd;

@@ -14,10 +14,17 @@
 #define DEFAULT_THREAD_LIMIT      64
 #define DEFAULT_MAX_WORKERS       150
 
+/* ThreadsPerChild is executed while the config file is read (EXEC_ON_READ),
+ * before pre_config, because `apache2 -V` asks whether the MPM is threaded
+ * before any other directive is processed, and the answer depends on it.
+ * This DSO is loaded afresh for every config read, so 0 means "not set". */
+static int tpc_read;
+
 static void hyb_config_defaults(void)
 {
     memset(&conf, 0, sizeof(conf));
-    conf.threads_per_child = DEFAULT_THREADS_PER_CHILD;
+    conf.threads_per_child = tpc_read ? tpc_read : DEFAULT_THREADS_PER_CHILD;
+    conf.set_tpc = tpc_read != 0;
     conf.strategy = hyb_strategy_find(HYBRID_DEFAULT_ACCEPT);
 }
 
@@ -74,7 +81,8 @@ static const char *set_number(cmd_parms *cmd, void *dummy, const char *arg)
     case F_START:        conf.start_servers = v;     conf.set_start = 1; break;
     case F_SERVER_LIMIT: conf.server_limit = v;      conf.set_server_limit = 1; break;
     case F_THREAD_LIMIT: conf.thread_limit = v;      conf.set_thread_limit = 1; break;
-    case F_TPC:          conf.threads_per_child = v; conf.set_tpc = 1; break;
+    case F_TPC:          tpc_read = conf.threads_per_child = v;
+                         conf.set_tpc = 1; break;
     case F_MAX_WORKERS:  conf.max_workers = v;       conf.set_max_workers = 1; break;
     case F_MIN_SPARE_T:  conf.min_spare_threads = v; conf.set_min_spare_threads = 1; break;
     case F_MAX_SPARE_T:  conf.max_spare_threads = v; conf.set_max_spare_threads = 1; break;
@@ -131,9 +139,10 @@ static const command_rec hybrid_cmds[] = {
                "Upper limit on configurable child processes"),
     NUMBER_CMD("ThreadLimit", F_THREAD_LIMIT,
                "Upper limit on configurable ThreadsPerChild"),
-    NUMBER_CMD("ThreadsPerChild", F_TPC,
-               "Worker threads per child; 1 runs requests on the child's "
-               "only thread, like prefork"),
+    AP_INIT_TAKE1("ThreadsPerChild", set_number, (void *)(intptr_t)F_TPC,
+                  RSRC_CONF | EXEC_ON_READ,
+                  "Worker threads per child; 1 runs requests on the child's "
+                  "only thread, like prefork"),
     NUMBER_CMD("MaxRequestWorkers", F_MAX_WORKERS,
                "Maximum number of threads serving requests at once"),
     NUMBER_CMD("MaxClients", F_MAX_WORKERS,

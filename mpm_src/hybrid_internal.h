@@ -47,6 +47,8 @@
 #include "mod_mpm_hybrid.h"
 
 #include <poll.h>
+#include <pthread.h>
+#include <sys/file.h>
 #include <signal.h>
 #include <sys/wait.h>
 
@@ -223,6 +225,12 @@ struct hyb_child {
     apr_time_t last_short_notice;
     hybrid_child_counters *counters; /* NULL if no stats segment */
     void *accept_state;       /* the strategy's own per-child data */
+    int *listen_fds;          /* listener fds this child holds */
+    int nlisten_fds;
+    int placeholder_fd;       /* /dev/null, dup2()ed over them on stop */
+    volatile apr_uint32_t released;
+    pthread_t waiter;         /* worker blocked in an interruptible wait */
+    volatile int waiting;     /* waiter is valid */
     int sick;                 /* a worker hit a persistent accept error */
     int stopping_hooks_run;   /* child_stopping hooks already called */
 };
@@ -231,6 +239,7 @@ static hyb_child *the_child;  /* in a child process only */
 
 static void hyb_child_main(int slot, int group) __attribute__((noreturn));
 static void hyb_child_request_stop(hyb_child *ch, hyb_stop_mode mode);
+static void hyb_child_mark_interruptible(hyb_child *ch, int on);
 static int hyb_child_stopping(const hyb_child *ch);
 static void *hyb_worker_run(hyb_thread *t);
 static void *APR_THREAD_FUNC hyb_worker_thread(apr_thread_t *thd, void *data);

@@ -261,12 +261,19 @@ static void log_limits(const hyb_spare_out *out)
     }
 }
 
-static void perform_maintenance(parent_loop *pl)
+/* An early pass (a child just ran out of idle threads) only acts on a real
+ * shortage, under half of the idle minimum: a single request landing on a
+ * small server is not a burst.  Retiring waits for the regular tick. */
+static void perform_maintenance(parent_loop *pl, int early)
 {
     hyb_spare_in in = take_snapshot();
-    hyb_spare_out out = hyb_spare_decide(&in);
+    hyb_spare_out out;
 
-    if (out.retire) {
+    if (early && in.idle_threads * 2 >= in.spare_min) {
+        return;
+    }
+    out = hyb_spare_decide(&in);
+    if (out.retire && !early) {
         retire_one();
     }
     if (out.spawn) {
@@ -295,6 +302,7 @@ static void loop_once(parent_loop *pl)
     apr_time_t now = apr_time_now();
     int short_notice = wait_for_event(pl->next_tick > now
                                       ? pl->next_tick - now : 0);
+    int early = 0;
 
     reap_children(pl);
     if (pl->fatal) {
@@ -313,12 +321,15 @@ static void loop_once(parent_loop *pl)
              || now - pl->last_maintenance < HYB_EARLY_TICK) {
         return;
     }
+    else {
+        early = 1;
+    }
     if (pl->to_start > 0) {
         pl->to_start -= spawn_children(pl->to_start);
         pl->last_maintenance = now;
         return;
     }
-    perform_maintenance(pl);
+    perform_maintenance(pl, early);
 }
 
 /* ------------------------------------------------------------------ */
@@ -423,8 +434,8 @@ static void log_startup(server_rec *s, apr_pool_t *plog)
     ap_log_command_line(plog, s);
     ap_log_mpm_common(s);
     ap_log_error(APLOG_MARK, APLOG_INFO, 0, ap_server_conf, HYBLOGNO(00064)
-                 "mpm_hybrid: %d threads per child, up to %d children "
-                 "(MaxRequestWorkers %d), AcceptStrategy %s%s%s",
+                 "mpm_hybrid: %d threads per child, at most %d children "
+                 "and %d busy threads, AcceptStrategy %s%s%s",
                  conf.threads_per_child, conf.daemons_limit,
                  conf.max_workers, conf.strategy->name,
                  mutex ? ", accept mutex " : "", mutex ? mutex : "");

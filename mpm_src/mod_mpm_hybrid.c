@@ -32,7 +32,8 @@
 
 static int hyb_query(int query_code, int *result, apr_status_t *rv)
 {
-    int tpc1 = conf.threads_per_child == 1;
+    int tpc1 = (conf.threads_per_child ? conf.threads_per_child
+                                       : tpc_read) == 1;
 
     *rv = APR_SUCCESS;
     switch (query_code) {
