@@ -231,6 +231,13 @@ def run_main_round(c, rnd, cfg, docroot, source, prog, results):
                 {"round": rnd, "failed": str(e)[:500]})
         return
     try:
+        if (c.mpm == "hybrid" and source == "child-status"
+                and not c.note):
+            try:
+                st, mx = L.accept_info(srv.url(""))
+                c.note = st + (" (%s)" % mx if mx else "")
+            except Exception:
+                pass
         if cfg.warmup > 0:
             L.warm("127.0.0.1", srv.port, S.SMALL, cfg.warmup)
         for w in works:
@@ -452,7 +459,8 @@ def main():
             "contenders": [{"name": c.name, "kind": c.kind, "mpm": c.mpm,
                             "threads": c.threads, "strategy": c.strategy,
                             "stock": c.stock,
-                            "layout": c.layout(cfg.budget)} for c in chosen],
+                            "layout": c.layout(cfg.budget),
+                            "accept": c.note} for c in chosen],
             "share_source": source,
             "notes": notes,
             "loadavg_start": load0,

@@ -122,6 +122,12 @@ def child_counts_json(base):
     return out
 
 
+def accept_info(base):
+    """(strategy, mutex mechanism) as mod_child_status reports them."""
+    doc = json.loads(_get(base + "/child-status?json"))
+    return doc.get("accept_strategy"), doc.get("accept_mutex")
+
+
 _ROW = re.compile(r"<tr><td><b>(\d+)-\d+</b></td><td>(\d+|-)</td>"
                   r"<td>(\d+)/(\d+)/(\d+)</td>")
 

@@ -284,7 +284,9 @@ def markdown(run):
     m = run["machine"]
     cons = run["contenders"]
     names = [c["name"] for c in cons]
-    layout = {c["name"]: c["layout"] for c in cons}
+    layout = {c["name"]: c["layout"] + (", " + c["accept"]
+                                        if c.get("accept") else "")
+              for c in cons}
     L = []
     L.append("# mpm_hybrid benchmark")
     L.append("")
@@ -300,7 +302,8 @@ def markdown(run):
     L.append("- worker budget: MaxRequestWorkers %d for every Apache "
              "contender — %d children × %d threads (worker, event, hybrid "
              "t%d) or %d processes × 1 thread (prefork, hybrid t1); nginx: "
-             "worker_processes 2 (reference only)" % (
+             "worker_processes 2 (reference only).  The stock MPMs take "
+             "connections without an accept mutex (one Listen)" % (
                  cfg["budget"], cfg["budget"] // cfg["tpc"], cfg["tpc"],
                  cfg["tpc"], cfg["budget"]))
     L.append("- same for all: stock apache2 with authz_core, authz_host, "

@@ -156,7 +156,7 @@ class BenchHttpd(fx.Httpd):
             "Listen 127.0.0.1:%d" % self.port,
             "PidFile %s" % self.pidfile,
             "DefaultRuntimeDir %s" % self.logs,
-            "Mutex file:%s default" % self.logs,
+            "Mutex default:%s default" % self.logs,
             "ErrorLog %s" % self.error_log,
             "LogLevel warn",
             "TypesConfig /etc/mime.types",
@@ -314,8 +314,13 @@ def make_server(c, budget, docroot, child_status, **sizing):
 
 
 def first_error_line(text):
-    for line in text.splitlines():
-        line = line.strip()
-        if line and not line.startswith("Syntax OK"):
-            return line[:200]
-    return "(no output)"
+    """The gist of a failed config test: apache2 puts "Syntax error on
+    line N" first and the reason on the next line, so both are kept."""
+    lines = [x.strip() for x in text.splitlines()
+             if x.strip() and not x.strip().startswith("Syntax OK")]
+    if not lines:
+        return "(no output)"
+    gist = lines[0]
+    if "Syntax error" in gist and len(lines) > 1:
+        gist = lines[1]
+    return gist[:200]
