@@ -91,11 +91,14 @@ def test_core_config_all_directives_accepted(httpd):
     assert out.strip() == "Syntax OK", out  # and not a single warning
     h.start()
     # with a named scoreboard (APR puts it in POSIX shm), status still works
-    kids = h.wait_for(lambda: (lambda k: k if len(k) == 2 else None)(
-        h.children()), timeout=5, what="2 children")
-    st = h.status_auto()
+    h.wait_for(lambda: len(h.children()) == 2, timeout=5, what="2 children")
+
+    def all_threads_up():  # threads still starting are not counted
+        st = h.status_auto()
+        return st if int(st["BusyWorkers"]) + int(st["IdleWorkers"]) == \
+            4 * len(h.children()) else None
+    st = h.wait_for(all_threads_up, timeout=5, what="4 threads per child")
     assert st["ServerMPM"] == MPM
-    assert int(st["BusyWorkers"]) + int(st["IdleWorkers"]) == 4 * len(kids)
     done, failed, non2xx, o = run_load(h.url("/small.txt"), 1000, 8)
     assert (done, failed, non2xx) == (1000, 0, 0), o
 
@@ -137,10 +140,13 @@ def test_core_config_prefork_config_with_one_thread(httpd):
     time.sleep(2)
     n = len(h.children())
     assert 5 <= n <= 15, n
-    st = h.status_auto()
-    assert st["ServerMPM"] == MPM
-    assert int(st["BusyWorkers"]) + int(st["IdleWorkers"]) == \
-        len(h.children()), st
+    assert h.status_auto()["ServerMPM"] == MPM
+
+    def one_thread_each():
+        st = h.status_auto()
+        return int(st["BusyWorkers"]) + int(st["IdleWorkers"]) == \
+            len(h.children())
+    h.wait_for(one_thread_each, timeout=5, what="a worker per child")
 
 
 # -- bad configuration ----------------------------------------------------------

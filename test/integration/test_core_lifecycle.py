@@ -60,11 +60,19 @@ def send(h, how, sig):
 
 def settle(h, timeout=15):
     """Wait until the set of children has not changed for a second."""
+    history = []
+
     def ok():
         a = h.children()
         time.sleep(1.0)
-        return a if a and a == h.children() else None
-    return h.wait_for(ok, timeout=timeout, what="children to settle")
+        b = h.children()
+        history.append(b)
+        return a if a and a == b else None
+    try:
+        return h.wait_for(ok, timeout=timeout, what="children to settle")
+    except AssertionError as e:
+        raise AssertionError("children kept changing: %r\n%s" % (
+            history, e)) from None
 
 
 def read_response(f):
