@@ -189,11 +189,15 @@ static void take_hybrid(cstatus_child *ch, const hybrid_child_record *hr,
     ch->accept_waits = __atomic_load_n(&hc->accept_waits, __ATOMIC_RELAXED);
     ch->accept_wait_us = __atomic_load_n(&hc->accept_wait_us,
                                          __ATOMIC_RELAXED);
-    switch (id->state) {
-    case HYBRID_SLOT_STARTING: ch->state = CSTATUS_STARTING; break;
-    case HYBRID_SLOT_READY:    ch->state = CSTATUS_READY;    break;
-    case HYBRID_SLOT_GRACEFUL: ch->state = CSTATUS_GRACEFUL; break;
-    default: break;             /* keep what the scoreboard says */
+    /* The parent writes the identity only at spawn, reap and when it asks
+     * a child to stop, so "starting" there may be stale while the
+     * scoreboard already shows the threads serving; the scoreboard decides
+     * between starting and ready, the MPM's word adds graceful. */
+    if (id->state == HYBRID_SLOT_GRACEFUL) {
+        ch->state = CSTATUS_GRACEFUL;
+    }
+    else if (id->state == HYBRID_SLOT_READY && ch->state == CSTATUS_STARTING) {
+        ch->state = CSTATUS_READY;
     }
 }
 

@@ -14,10 +14,11 @@ import signal
 import subprocess
 import tempfile
 import time
+import urllib.request
 
 import pytest
 
-from httpd_fixture import run_load
+from httpd_fixture import free_port, run_load
 
 MPMS = ["prefork", "worker", "event", "hybrid"]
 
@@ -297,6 +298,41 @@ def test_server_status_auto_is_a_superset(httpd, status, mpm):
     # The handler's own ?auto is the same block.
     own = auto_keys(s.text("?auto"))
     assert own and all(k.startswith("ChildStatus") for k in own)
+
+
+@pytest.mark.parametrize("mpm", MPMS)
+def test_apache_exporter_still_parses_auto(status, mpm):
+    """Debian's prometheus-apache-exporter reads /server-status?auto with
+    our lines appended and still reports every stock figure."""
+    exe = shutil.which("prometheus-apache-exporter")
+    if exe is None:
+        pytest.skip("prometheus-apache-exporter not installed "
+                    "(Debian package prometheus-apache-exporter)")
+    s = status(mpm)
+    s.wait_children()
+    s.load(50, 4)
+    port = free_port()
+    proc = subprocess.Popen(
+        [exe, "--telemetry.address=127.0.0.1:%d" % port,
+         "--scrape_uri=" + s.h.url("/server-status?auto")],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        def scrape():
+            try:
+                with urllib.request.urlopen(
+                        "http://127.0.0.1:%d/metrics" % port, timeout=5) as r:
+                    return r.read().decode()
+            except OSError:
+                return None
+        metrics = s.h.wait_for(scrape, timeout=15, what="exporter metrics")
+    finally:
+        proc.kill()
+        log = proc.communicate(timeout=10)[0].decode("utf-8", "replace")
+    assert re.search(r"^apache_up 1$", metrics, re.M), metrics
+    for name in ("apache_accesses_total", "apache_uptime_seconds_total",
+                 'apache_workers{state="idle"}', 'apache_scoreboard{state='):
+        assert name in metrics, name
+    assert "level=error" not in log, log
 
 
 # -- counting ----------------------------------------------------------------
