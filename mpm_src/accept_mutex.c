@@ -185,4 +185,6 @@ static const hyb_strategy accept_mutex = {
     mutex_accept_one,
     NULL,
     mutex_name,
+    NULL,
+    NULL,
 };

@@ -35,4 +35,6 @@ static const hyb_strategy accept_preemptive = {
     preempt_accept_one,
     NULL,
     NULL,
+    NULL,
+    NULL,
 };

@@ -10,6 +10,8 @@
 static const hyb_strategy *const strategies[] = {
     &accept_mutex,
     &accept_preemptive,
+    &accept_reuseport,
+    &accept_exclusive,
 };
 
 #define NSTRATEGIES (sizeof(strategies) / sizeof(strategies[0]))
@@ -24,6 +26,11 @@ static const hyb_strategy *hyb_strategy_find(const char *name)
         }
     }
     return NULL;
+}
+
+static int hyb_groups(void)
+{
+    return conf.strategy->groups ? conf.strategy->groups() : 1;
 }
 
 static const char *hyb_strategy_names(apr_pool_t *p)
@@ -86,7 +93,7 @@ static int accept_error_is_shortage(apr_status_t rv)
            || rv == APR_FROM_OS_ERROR(ENOMEM);
 }
 
-static hyb_accept_rc accept_on(hyb_child *ch, ap_listen_rec *lr,
+static hyb_accept_rc hyb_accept_on(hyb_child *ch, ap_listen_rec *lr,
                                apr_socket_t **csd, apr_pool_t *ptrans)
 {
     static __thread int shortages;
@@ -157,7 +164,7 @@ static hyb_accept_rc hyb_wait_and_accept(hyb_child *ch, hyb_pollset *ps,
 
         if (ps->fds[k].revents & (POLLIN | POLLERR | POLLHUP)) {
             ps->next = (k + 1) % ps->nlisten;
-            return accept_on(ch, ps->lrs[k], csd, ptrans);
+            return hyb_accept_on(ch, ps->lrs[k], csd, ptrans);
         }
     }
     return HYB_ACCEPT_RETRY;

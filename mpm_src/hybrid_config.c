@@ -327,6 +327,27 @@ static void clamp_spares(server_rec *s)
     }
 }
 
+/* Lets a strategy set core options as if from the config file (the
+ * reuseport strategy needs httpd's listeners made with SO_REUSEPORT). */
+static const char *run_strategy_configure(server_rec *s, apr_pool_t *p,
+                                          apr_pool_t *ptemp)
+{
+    static const command_rec self = { "AcceptStrategy", { NULL }, NULL,
+                                      EXEC_ON_READ, TAKE1, NULL };
+    cmd_parms cmd;
+
+    if (!conf.strategy->configure) {
+        return NULL;
+    }
+    memset(&cmd, 0, sizeof(cmd));
+    cmd.cmd = &self;
+    cmd.server = s;
+    cmd.pool = p;
+    cmd.temp_pool = ptemp;
+    cmd.limited = -1;
+    return conf.strategy->configure(&cmd);
+}
+
 static int hyb_check_config(apr_pool_t *p, apr_pool_t *plog,
                             apr_pool_t *ptemp, server_rec *s)
 {
@@ -337,11 +358,18 @@ static int hyb_check_config(apr_pool_t *p, apr_pool_t *plog,
     clamp_spares(s);
 
     why = conf.strategy->probe ? conf.strategy->probe(ptemp) : NULL;
+    if (!why) {
+        why = run_strategy_configure(s, p, ptemp);
+    }
     if (why) {
         ap_log_error(APLOG_MARK, APLOG_EMERG | APLOG_STARTUP, 0, NULL,
                      HYBLOGNO(00002) "AcceptStrategy %s cannot be used here: "
                      "%s", conf.strategy->name, why);
         return !OK;
+    }
+    if (conf.reuseport_groups && conf.strategy->id != HYBRID_ACCEPT_REUSEPORT) {
+        warn(s, "ReusePortGroups applies only to AcceptStrategy reuseport "
+             "and is ignored with AcceptStrategy %s", conf.strategy->name);
     }
     return OK;
 }

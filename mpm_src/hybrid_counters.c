@@ -67,7 +67,7 @@ static void hyb_stats_publish_generation(void)
     }
     h->generation = retained->mpm->my_generation;
     h->strategy = conf.strategy->id;
-    h->groups = 1;
+    h->groups = hyb_groups();
     h->threads_per_child = conf.threads_per_child;
     apr_cpystrn(h->strategy_name, conf.strategy->name,
                 sizeof(h->strategy_name));

@@ -68,6 +68,12 @@
 #define HYB_EARLY_TICK       apr_time_from_msec(200)
 #define HYB_WAIT_SLICE_MS    1000    /* longest a child sleeps unchecked */
 
+/* Notes on the parent's wake-up pipe: 4 bytes, a type then a 24-bit slot. */
+#define HYB_NOTE_SIZE        4
+#define HYB_NOTE_CHILD_EXIT  'C'     /* SIGCHLD */
+#define HYB_NOTE_SHORT       'S'     /* a child has no idle thread left */
+#define HYB_NOTE_RETIRING    'R'     /* a child stops accepting on its own */
+
 /* Log tags for this module's own messages. */
 #define HYBLOGNO(n) "HYB" #n ": "
 
@@ -158,6 +164,11 @@ typedef struct hyb_child hyb_child;
  *   accept_one  the worker thread holding the child's accept turn; lock,
  *               wait, accept and errno classification all stay inside
  *   child_exit  child main thread after all workers are done (optional)
+ *   mutex_name  the lock mechanism in use, for logs and status (optional)
+ *   configure   parent, check_config: adjust core settings the strategy
+ *               depends on before listeners are opened (optional)
+ *   groups      how many listener groups children are spread over
+ *               (optional; 1 if absent)
  */
 struct hyb_strategy {
     const char *name;
@@ -168,8 +179,12 @@ struct hyb_strategy {
     hyb_accept_rc (*accept_one)(hyb_child *ch, apr_socket_t **csd,
                                 apr_pool_t *ptrans);
     void (*child_exit)(hyb_child *ch);
-    const char *(*mutex_name)(void);  /* mechanism in use, or NULL */
+    const char *(*mutex_name)(void);
+    const char *(*configure)(cmd_parms *cmd);
+    int (*groups)(void);
 };
+
+static int hyb_groups(void);
 
 static const hyb_strategy *hyb_strategy_find(const char *name);
 static const char *hyb_strategy_names(apr_pool_t *p);
@@ -187,6 +202,8 @@ static apr_status_t hyb_pollset_build(hyb_child *ch, ap_listen_rec *lrs,
 static hyb_accept_rc hyb_wait_and_accept(hyb_child *ch, hyb_pollset *ps,
                                          apr_socket_t **csd,
                                          apr_pool_t *ptrans);
+static hyb_accept_rc hyb_accept_on(hyb_child *ch, ap_listen_rec *lr,
+                                   apr_socket_t **csd, apr_pool_t *ptrans);
 static void hyb_listeners_nonblocking(ap_listen_rec *lrs);
 
 /* ------------------------------------------------------------------ */
@@ -244,7 +261,7 @@ static int hyb_child_stopping(const hyb_child *ch);
 static void *hyb_worker_run(hyb_thread *t);
 static void *APR_THREAD_FUNC hyb_worker_thread(apr_thread_t *thd, void *data);
 static apr_pool_t *create_ptrans(hyb_child *ch);
-static void hyb_notify_parent_short(hyb_child *ch);
+static void hyb_notify_parent(hyb_child *ch, char type);
 
 /* ------------------------------------------------------------------ */
 /* Parent mechanism (hybrid_proc.c) and policy (hybrid_parent.c)       */

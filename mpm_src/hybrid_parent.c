@@ -19,17 +19,23 @@ typedef struct parent_loop {
     apr_time_t next_tick;
     apr_time_t last_maintenance;
     int ticks;
+    int *per_group;           /* active children per listener group */
 } parent_loop;
+
+static hyb_spare_in take_snapshot(int *per_group);
+static int smallest_group(const int *per_group);
+static void cover_groups(int *per_group);
 
 /* ------------------------------------------------------------------ */
 /* Waking the parent: SIGCHLD and children write one byte to a pipe.   */
 
 static void on_sigchld(int sig)
 {
+    static const char note[HYB_NOTE_SIZE] = { HYB_NOTE_CHILD_EXIT };
     int saved = errno;
 
     if (retained && retained->notify_fd[1] >= 0) {
-        if (write(retained->notify_fd[1], "C", 1) < 0) {
+        if (write(retained->notify_fd[1], note, sizeof(note)) < 0) {
             /* full pipe: the parent is awake anyway */
         }
     }
@@ -57,12 +63,31 @@ static void install_sigchld(void)
                               apr_pool_cleanup_null);
 }
 
+/* A child says it stops accepting on its own (MaxConnectionsPerChild).
+ * The slot number is the child's word, so it is only used to look up a
+ * pid in the parent's own table; the worst a lying child can do is get
+ * another child replaced early. */
+static void note_retiring(int slot)
+{
+    hyb_slot *ps;
+
+    if (slot < 0 || slot >= retained->max_daemon_used) {
+        return;
+    }
+    ps = &retained->slots[slot];
+    if (ps->pid && !ps->quiescing) {
+        ps->quiescing = 1;
+        ap_get_scoreboard_process(slot)->quiescing = 1;
+        hyb_stats_note_state(slot, HYBRID_SLOT_GRACEFUL);
+    }
+}
+
 /* Sleeps until timeout, a signal or a notification; returns 1 if a child
  * said it is short of idle threads. */
 static int wait_for_event(apr_interval_time_t timeout)
 {
     struct pollfd pfd;
-    char buf[256];
+    unsigned char buf[HYB_NOTE_SIZE * 64];
     int short_notice = 0;
     ssize_t n, i;
 
@@ -71,9 +96,15 @@ static int wait_for_event(apr_interval_time_t timeout)
     if (poll(&pfd, 1, (int)apr_time_as_msec(timeout)) <= 0) {
         return 0;
     }
+    /* Notes are written whole (smaller than PIPE_BUF), so reads stay
+     * aligned on note boundaries. */
     while ((n = read(pfd.fd, buf, sizeof(buf))) > 0) {
-        for (i = 0; i < n; i++) {
-            short_notice |= buf[i] == 'S';
+        for (i = 0; i + HYB_NOTE_SIZE <= n; i += HYB_NOTE_SIZE) {
+            short_notice |= buf[i] == HYB_NOTE_SHORT;
+            if (buf[i] == HYB_NOTE_RETIRING) {
+                note_retiring(buf[i + 1] | buf[i + 2] << 8 | buf[i + 3] << 16);
+                short_notice = 1;
+            }
         }
     }
     return short_notice;
@@ -151,9 +182,15 @@ static void child_exited(parent_loop *pl, apr_proc_t *proc,
         hyb_spawn(slot, ps->group);
     }
     else if (pl->to_start > 0 && slot < conf.server_limit) {
-        if (hyb_spawn(slot, 0) == 0) {
+        take_snapshot(pl->per_group);
+        if (hyb_spawn(slot, smallest_group(pl->per_group)) == 0) {
             pl->to_start--;
         }
+    }
+    else {
+        /* A group left without a child gets one now, not next tick. */
+        take_snapshot(pl->per_group);
+        cover_groups(pl->per_group);
     }
 }
 
@@ -175,12 +212,13 @@ static void reap_children(parent_loop *pl)
 /* Counts idle threads in live children of this generation.  The
  * scoreboard is written by children: it only feeds counts, never pids or
  * indices the parent acts on. */
-static hyb_spare_in take_snapshot(void)
+static hyb_spare_in take_snapshot(int *per_group)
 {
     hyb_spare_in in;
-    int i, t;
+    int i, t, groups = hyb_groups();
 
     memset(&in, 0, sizeof(in));
+    memset(per_group, 0, sizeof(int) * groups);
     for (i = 0; i < conf.server_limit; i++) {
         const hyb_slot *ps = &retained->slots[i];
 
@@ -192,6 +230,9 @@ static hyb_spare_in take_snapshot(void)
             continue;
         }
         in.active_children++;
+        if (ps->group >= 0 && ps->group < groups) {
+            per_group[ps->group]++;
+        }
         for (t = 0; t < conf.threads_per_child; t++) {
             if (ap_scoreboard_image->servers[i][t].status <= SERVER_READY) {
                 in.idle_threads++;
@@ -206,16 +247,45 @@ static hyb_spare_in take_snapshot(void)
     return in;
 }
 
-static void retire_one(void)
+static int biggest_group(const int *per_group)
 {
-    int i;
+    int g, best = 0;
 
-    /* The highest active slot goes, keeping the low slots stable. */
+    for (g = 1; g < hyb_groups(); g++) {
+        if (per_group[g] > per_group[best]) {
+            best = g;
+        }
+    }
+    return best;
+}
+
+static int smallest_group(const int *per_group)
+{
+    int g, best = 0;
+
+    for (g = 1; g < hyb_groups(); g++) {
+        if (per_group[g] < per_group[best]) {
+            best = g;
+        }
+    }
+    return best;
+}
+
+/* Retires one child of the biggest group (never a group's last child),
+ * the highest slot first so the low slots stay stable. */
+static void retire_one(int *per_group)
+{
+    int i, g = biggest_group(per_group);
+
+    if (per_group[g] < 2 && hyb_groups() > 1) {
+        return;
+    }
     for (i = conf.server_limit - 1; i >= 0; i--) {
         hyb_slot *ps = &retained->slots[i];
 
-        if (ps->pid && !ps->quiescing
+        if (ps->pid && !ps->quiescing && ps->group == g
             && ps->generation == retained->mpm->my_generation) {
+            per_group[g]--;
             ps->quiescing = 1;
             ap_get_scoreboard_process(i)->quiescing = 1;
             hyb_stats_note_state(i, HYBRID_SLOT_GRACEFUL);
@@ -225,20 +295,42 @@ static void retire_one(void)
     }
 }
 
-static int spawn_children(int n)
+/* Starts up to n children, each in the group that has fewest. */
+static int spawn_children(int n, int *per_group)
 {
-    int started = 0, slot;
+    int started = 0, slot, g;
 
     if (apr_time_now() < retained->next_fork_try) {
         return 0;
     }
     while (started < n && (slot = take_free_slot()) >= 0) {
-        if (hyb_spawn(slot, 0) != 0) {
+        g = smallest_group(per_group);
+        if (hyb_spawn(slot, g) != 0) {
             break;
         }
+        per_group[g]++;
         started++;
     }
     return started;
+}
+
+/* Every listener group must always have a child able to take what the
+ * kernel queues on it, whatever the spare counts say. */
+static void cover_groups(int *per_group)
+{
+    int g, slot;
+
+    for (g = 0; g < hyb_groups(); g++) {
+        if (per_group[g] > 0 || apr_time_now() < retained->next_fork_try) {
+            continue;
+        }
+        if ((slot = take_free_slot()) < 0) {
+            break;
+        }
+        if (hyb_spawn(slot, g) == 0) {
+            per_group[g]++;
+        }
+    }
 }
 
 static void log_limits(const hyb_spare_out *out)
@@ -266,18 +358,20 @@ static void log_limits(const hyb_spare_out *out)
  * small server is not a burst.  Retiring waits for the regular tick. */
 static void perform_maintenance(parent_loop *pl, int early)
 {
-    hyb_spare_in in = take_snapshot();
+    int *per_group = pl->per_group;
+    hyb_spare_in in = take_snapshot(per_group);
     hyb_spare_out out;
 
+    cover_groups(per_group);
     if (early && in.idle_threads * 2 >= in.spare_min) {
         return;
     }
     out = hyb_spare_decide(&in);
     if (out.retire && !early) {
-        retire_one();
+        retire_one(per_group);
     }
     if (out.spawn) {
-        int n = spawn_children(out.spawn);
+        int n = spawn_children(out.spawn, per_group);
 
         if (n > 8) {
             ap_log_error(APLOG_MARK, APLOG_INFO, 0, ap_server_conf,
@@ -325,7 +419,8 @@ static void loop_once(parent_loop *pl)
         early = 1;
     }
     if (pl->to_start > 0) {
-        pl->to_start -= spawn_children(pl->to_start);
+        take_snapshot(pl->per_group);
+        pl->to_start -= spawn_children(pl->to_start, pl->per_group);
         pl->last_maintenance = now;
         return;
     }
@@ -447,6 +542,7 @@ static int hyb_run(apr_pool_t *_pconf, apr_pool_t *plog, server_rec *s)
 
     memset(&pl, 0, sizeof(pl));
     pl.s = s;
+    pl.per_group = apr_pcalloc(pconf, sizeof(int) * hyb_groups());
     ap_log_pid(pconf, ap_pid_fname);
     if (!retained->mpm->was_graceful) {
         if (ap_run_pre_mpm(s->process->pool, SB_SHARED) != OK) {
@@ -463,11 +559,14 @@ static int hyb_run(apr_pool_t *_pconf, apr_pool_t *plog, server_rec *s)
     }
     install_sigchld();
 
-    pl.to_start = conf.start_servers;
+    /* At least one child per listener group from the start. */
+    pl.to_start = conf.start_servers < hyb_groups() ? hyb_groups()
+                                                    : conf.start_servers;
     if (retained->mpm->was_graceful) {
         retained->hold_off_spawn_ticks = 10;
     }
-    pl.to_start -= spawn_children(pl.to_start);
+    take_snapshot(pl.per_group);
+    pl.to_start -= spawn_children(pl.to_start, pl.per_group);
     log_startup(s, plog);
     retained->mpm->mpm_state = AP_MPMQ_RUNNING;
     pl.next_tick = apr_time_now() + HYB_TICK;

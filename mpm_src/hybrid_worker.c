@@ -11,22 +11,27 @@
 
 #define HYB_SHORT_NOTICE_GAP apr_time_from_msec(250)
 
+static void hyb_notify_parent(hyb_child *ch, char type)
+{
+    char note[HYB_NOTE_SIZE] = { type, (char)(ch->slot & 0xff),
+                                 (char)((ch->slot >> 8) & 0xff),
+                                 (char)((ch->slot >> 16) & 0xff) };
+
+    if (!retained->one_process
+        && write(retained->notify_fd[1], note, sizeof(note)) < 0) {
+        /* pipe full: the parent has plenty to wake up for */
+    }
+}
+
 /* Tells the parent, at most every 250 ms per child, that this child just
  * ran out of idle threads, so it can spawn before its next tick. */
-static void hyb_notify_parent_short(hyb_child *ch)
+static void notify_parent_short(hyb_child *ch)
 {
-    apr_time_t now;
+    apr_time_t now = apr_time_now();
 
-    if (retained->one_process) {
-        return;
-    }
-    now = apr_time_now();
-    if (now - ch->last_short_notice < HYB_SHORT_NOTICE_GAP) {
-        return;
-    }
-    ch->last_short_notice = now;
-    if (write(retained->notify_fd[1], "S", 1) < 0) {
-        /* pipe full: the parent has plenty to wake up for */
+    if (now - ch->last_short_notice >= HYB_SHORT_NOTICE_GAP) {
+        ch->last_short_notice = now;
+        hyb_notify_parent(ch, HYB_NOTE_SHORT);
     }
 }
 
@@ -39,7 +44,7 @@ static void set_idle(hyb_child *ch, int delta)
     HYB_GAUGE(ch, idle_threads, idle);
     HYB_GAUGE(ch, busy_threads, live > idle ? live - idle : 0);
     if (delta < 0 && idle == 0 && !hyb_child_stopping(ch)) {
-        hyb_notify_parent_short(ch);
+        notify_parent_short(ch);
     }
 }
 
@@ -60,12 +65,14 @@ static hyb_accept_rc take_connection(hyb_child *ch, apr_socket_t **csd,
 }
 
 /* Counts the connection against MaxConnectionsPerChild; the thread that
- * takes the last one starts the child's graceful exit. */
+ * takes the last one starts the child's graceful exit and tells the
+ * parent, which starts the replacement before this child is gone. */
 static void spend_connection(hyb_child *ch)
 {
     if (ch->limit_conns
         && __atomic_sub_fetch(&ch->conns_left, 1, __ATOMIC_SEQ_CST) == 0) {
         hyb_child_request_stop(ch, HYB_STOP_GRACEFUL);
+        hyb_notify_parent(ch, HYB_NOTE_RETIRING);
     }
 }
 

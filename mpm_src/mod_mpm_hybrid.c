@@ -22,6 +22,8 @@
 #include "hybrid_spare.c"
 #include "accept_mutex.c"
 #include "accept_preempt.c"
+#include "accept_reuseport.c"
+#include "accept_exclusive.c"
 #include "hybrid_accept.c"
 #include "hybrid_proc.c"
 #include "hybrid_parent.c"
