@@ -57,6 +57,64 @@ clean:
 	rm -rf $(OBJ) $(BUILD)/*.so
 
 # ---------------------------------------------------------------------------
+# Operator tooling.  Recipes stay short; the logic lives in scripts/.
+#
+#   make deps                 install missing Debian packages (root)
+#   make run [MPM=] [PORT=]   demo server on 127.0.0.1:$(PORT), logs in $(RUNDIR)
+#   make stop                 stop the demo server
+#   make install [DESTDIR=]   modules to LIBEXECDIR, Debian files to mods-available
+#   make uninstall [DESTDIR=] remove what install put there
+#   make unit                 build and run test/unit/*.c
+#   make test [TESTS=]        deps, build, unit tests, integration tests
+
+MPM         ?= hybrid
+PORT        ?= 8080
+RUNDIR      ?= $(BUILD)/run
+DESTDIR     ?=
+TESTS       ?=
+PYTEST_ARGS ?=
+EXTRA_LDFLAGS ?=
+
+# Handed to every script so command-line overrides reach them.
+SCRIPT_ENV := APXS='$(APXS)' ACCEPT='$(ACCEPT)' \
+              MAX_SERVER_LIMIT='$(MAX_SERVER_LIMIT)' \
+              MAX_THREAD_LIMIT='$(MAX_THREAD_LIMIT)' \
+              EXTRA_CFLAGS='$(EXTRA_CFLAGS)' EXTRA_LDFLAGS='$(EXTRA_LDFLAGS)'
+
+.PHONY: deps run stop install uninstall unit test
+
+deps:
+	@scripts/deps.sh
+
+# Sub-makes keep the order deps -> build -> action even under make -j.
+run: deps
+	@$(MAKE) --no-print-directory all
+	@$(SCRIPT_ENV) MPM='$(MPM)' PORT='$(PORT)' RUNDIR='$(RUNDIR)' \
+	    scripts/run.sh start
+
+stop:
+	@RUNDIR='$(RUNDIR)' scripts/run.sh stop
+
+install: all
+	@$(SCRIPT_ENV) DESTDIR='$(DESTDIR)' scripts/install.sh install
+
+uninstall:
+	@$(SCRIPT_ENV) DESTDIR='$(DESTDIR)' scripts/install.sh uninstall
+
+unit:
+	@$(SCRIPT_ENV) scripts/unit.sh
+
+test: deps
+	@$(MAKE) --no-print-directory all
+	@$(SCRIPT_ENV) TESTS='$(TESTS)' PYTEST_ARGS='$(PYTEST_ARGS)' \
+	    scripts/test.sh
+
+.PHONY: clean-unit
+clean: clean-unit
+clean-unit:
+	rm -rf $(BUILD)/unit
+
+# ---------------------------------------------------------------------------
 # Benchmark (test/bench/README.md).  Test-only modules live in test/modules/.
 #
 #   make test-modules         build/mod_bench_sleep.so (SetHandler bench-sleep)
