@@ -11,6 +11,10 @@ set -eu
 PACKAGES='
 apache2                 the stock httpd the MPM loads into
 apache2-dev             apxs and the httpd/APR headers
+gcc                     the compiler apxs runs
+libc6-dev               C library headers (gcc only recommends them)
+make                    the build itself (needed to run make deps at all)
+procps                  pgrep, used by make stop
 apache2-utils           ab, used by the integration tests
 python3-pytest          the integration test runner
 python3-pytest-timeout  per-test timeout guard for make test
