@@ -162,6 +162,10 @@ BAD = [
      EITHER),
     ("MaxRequestWorkers 3", ("MaxRequestWorkers",), "3",
      "ThreadsPerChild 8\nThreadLimit 8", EITHER),
+    ("ThreadLimit 100000", ("ThreadLimit",), "100000", "ServerLimit 1\n"
+     "ThreadsPerChild 4\nMaxRequestWorkers 4\nStartServers 1", EITHER),
+    ("ServerLimit 100000", ("ServerLimit",), "100000", "ThreadLimit 1\n"
+     "ThreadsPerChild 1\nMaxRequestWorkers 4\nStartServers 1", EITHER),
     ("AcceptStrategy bogus", ("AcceptStrategy",), "bogus", "", FATAL),
     ("AcceptStrategy", ("AcceptStrategy",), "", "", FATAL),
     ("ThreadsPerChild abc", ("ThreadsPerChild",), "abc", "", FATAL),
@@ -184,6 +188,8 @@ BAD = [
 def test_core_config_bad_value(httpd, line, names, value, context, outcome):
     h = httpd(mpm=MPM, conf="\n".join(
         ["ServerLimit 16", "MaxRequestWorkers 64", context, line]))
+    if "100000" in line:  # sanity: the clamp target stays small
+        assert "Limit 1\n" in context
     rc, out = run_t(h)
     # the directive is the MPM's: never "Invalid command"
     assert "Invalid command" not in out, out
