@@ -165,4 +165,5 @@ static const hyb_strategy accept_exclusive = {
     NULL,
     NULL,
     NULL,
+    NULL,
 };

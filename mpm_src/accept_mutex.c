@@ -14,6 +14,16 @@
 
 static apr_proc_mutex_t *accept_lock;   /* this generation's, from pconf */
 
+/* A POSIX semaphore stays taken when its holder is killed, which would
+ * stop every child from accepting.  The holder notes its pid in a word of
+ * shared memory; when the parent reaps a child killed by a signal and the
+ * word names it, the parent posts the semaphore.  The word is written by
+ * children, so the worst a lying child can cause is one extra post (two
+ * acceptors for a moment), never anything the root parent acts on beyond
+ * that. */
+typedef struct { volatile pid_t holder; } lock_word;
+static lock_word *posix_holder;
+
 /* A child told to stop while it waits for the lock must notice.  The
  * semaphore and pthread mechanisms have native timed waits, so the wait is
  * sliced.  APR emulates timed waits on file locks by polling, which would
@@ -30,6 +40,36 @@ typedef struct {
     int broken;                 /* lock failed: accept unserialized */
 } mutex_child;
 
+static lock_word *holder_word(void)
+{
+    static const char key[] = "mpm_hybrid_lock_word";
+    apr_shm_t **shm = ap_retained_data_get(key);
+
+    if (!shm) {
+        shm = ap_retained_data_create(key, sizeof(*shm));
+        if (apr_shm_create(shm, sizeof(lock_word), NULL, ap_pglobal)
+            != APR_SUCCESS) {
+            *shm = NULL;
+        }
+    }
+    return *shm ? apr_shm_baseaddr_get(*shm) : NULL;
+}
+
+static void mutex_reaped(pid_t pid)
+{
+    apr_os_proc_mutex_t os;
+
+    if (!posix_holder || posix_holder->holder != pid
+        || apr_os_proc_mutex_get(&os, accept_lock) != APR_SUCCESS) {
+        return;
+    }
+    posix_holder->holder = 0;
+    sem_post(os.psem_interproc);
+    ap_log_error(APLOG_MARK, APLOG_WARNING, 0, ap_server_conf,
+                 HYBLOGNO(00033) "child %" APR_PID_T_FMT " died holding the "
+                 "posixsem accept mutex; released it", pid);
+}
+
 static apr_status_t mutex_open(apr_pool_t *p, server_rec *s)
 {
     apr_status_t rv;
@@ -43,6 +83,9 @@ static apr_status_t mutex_open(apr_pool_t *p, server_rec *s)
         return rv;
     }
     hyb_listeners_nonblocking(ap_listeners);
+    if (apr_proc_mutex_mech(accept_lock) == APR_LOCK_POSIXSEM) {
+        posix_holder = holder_word();
+    }
     return APR_SUCCESS;
 }
 
@@ -130,11 +173,18 @@ static apr_status_t unlock_accept(mutex_child *mc)
     return file_lock(mc, 0) == 0 ? APR_SUCCESS : errno;
 }
 
+/* Logged once for the whole server: every child that finds the lock gone
+ * falls back, but only the first one says so. */
 static void lock_broken(hyb_child *ch, mutex_child *mc, apr_status_t rv)
 {
+    hybrid_stats_header *h = retained->stats;
+
     mc->broken = 1;
     if (ch->generation != ap_scoreboard_image->global->running_generation) {
         return;    /* old generation on its way out: the lock went first */
+    }
+    if (h && __atomic_exchange_n(&h->mutex_broken, 1, __ATOMIC_SEQ_CST)) {
+        return;
     }
     ap_log_error(APLOG_MARK, APLOG_ERR, rv, ap_server_conf, HYBLOGNO(00032)
                  "the accept mutex (%s) failed; this child now accepts "
@@ -164,7 +214,13 @@ static hyb_accept_rc mutex_accept_one(hyb_child *ch, apr_socket_t **csd,
     }
     HYB_COUNT(ch, accept_waits, 1);
     HYB_COUNT(ch, accept_wait_us, (apr_uint64_t)(apr_time_now() - t0));
+    if (posix_holder) {
+        posix_holder->holder = getpid();
+    }
     rc = hyb_wait_and_accept(ch, &mc->ps, csd, ptrans);
+    if (posix_holder) {
+        posix_holder->holder = 0;
+    }
     rv = unlock_accept(mc);
     if (rv != APR_SUCCESS && !hyb_child_stopping(ch)) {
         lock_broken(ch, mc, rv);
@@ -187,4 +243,5 @@ static const hyb_strategy accept_mutex = {
     mutex_name,
     NULL,
     NULL,
+    mutex_reaped,
 };

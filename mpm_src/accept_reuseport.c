@@ -338,4 +338,5 @@ static const hyb_strategy accept_reuseport = {
     NULL,
     reuseport_configure,
     reuseport_groups,
+    NULL,
 };

@@ -69,6 +69,7 @@ static void hyb_stats_publish_generation(void)
     h->strategy = conf.strategy->id;
     h->groups = hyb_groups();
     h->threads_per_child = conf.threads_per_child;
+    h->mutex_broken = 0;      /* a new generation has a new mutex */
     apr_cpystrn(h->strategy_name, conf.strategy->name,
                 sizeof(h->strategy_name));
     apr_cpystrn(h->mutex_name, mutex ? mutex : "", sizeof(h->mutex_name));

@@ -51,6 +51,7 @@
 #include <sys/file.h>
 #include <signal.h>
 #include <sys/wait.h>
+#include <semaphore.h>
 
 /* Compile-time caps, as httpd's MAX_SERVER_LIMIT / MAX_THREAD_LIMIT. */
 #ifndef HYBRID_MAX_SERVER_LIMIT
@@ -169,6 +170,8 @@ typedef struct hyb_child hyb_child;
  *               depends on before listeners are opened (optional)
  *   groups      how many listener groups children are spread over
  *               (optional; 1 if absent)
+ *   reaped      parent, after a child of this generation died from a
+ *               signal: repair what it may have left locked (optional)
  */
 struct hyb_strategy {
     const char *name;
@@ -182,6 +185,7 @@ struct hyb_strategy {
     const char *(*mutex_name)(void);
     const char *(*configure)(cmd_parms *cmd);
     int (*groups)(void);
+    void (*reaped)(pid_t pid);
 };
 
 static int hyb_groups(void);

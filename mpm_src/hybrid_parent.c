@@ -165,6 +165,9 @@ static void child_exited(parent_loop *pl, apr_proc_t *proc,
     if (!expected && current) {
         log_unexpected_exit(slot, proc->pid, why, status);
     }
+    if (current && (why & APR_PROC_SIGNAL) && conf.strategy->reaped) {
+        conf.strategy->reaped(proc->pid);
+    }
     hyb_note_exit(slot, why, status);
     if (processed == APEXIT_CHILDSICK) {
         retained->spawn_rate = 1;   /* resource shortage: go slow */

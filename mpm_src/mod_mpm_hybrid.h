@@ -92,7 +92,8 @@ typedef struct hybrid_stats_header {
     apr_int32_t  strategy;        /* hybrid_accept_id_e in force */
     apr_int32_t  groups;          /* reuseport groups, else 1 */
     apr_int32_t  threads_per_child;
-    apr_int32_t  pad;
+    volatile apr_int32_t mutex_broken; /* a child found the accept mutex
+                                          gone and fell back (0/1) */
     char         strategy_name[16];
     char         mutex_name[32];  /* accept mutex mechanism, "" if none */
 } hybrid_stats_header;
