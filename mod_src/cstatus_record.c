@@ -29,12 +29,9 @@ typedef struct retained_records {
     int since_generation;
 } retained_records;
 
-/* Set in the parent before any fork, so children inherit them. */
-static struct {
-    cstatus_record *base;
-    int slots;
-    int since_generation;
-} seg;
+/* This generation's view of the retained data; set in the parent before
+ * any fork, so children inherit it. */
+static retained_records *seg;
 
 /* Per child process: the record it owns once claimed. */
 static struct {
@@ -79,25 +76,23 @@ apr_status_t cstatus_record_setup(server_rec *s, int hard_limit, int generation)
     if (hard_limit < 1) {
         hard_limit = 1;
     }
+    seg = rr;
     if (rr->base == NULL || hard_limit > rr->slots) {
-        apr_status_t rv = create_segment(rr, s, hard_limit);
-        if (rv != APR_SUCCESS) {
-            seg.base = NULL;
-            seg.slots = 0;
-            return rv;
-        }
+        return create_segment(rr, s, hard_limit);
     }
-    seg.base = rr->base;
-    seg.slots = rr->slots;
-    seg.since_generation = rr->since_generation;
     return APR_SUCCESS;
 }
 
 cstatus_record *cstatus_record_base(int *slots, int *since_generation)
 {
-    *slots = seg.slots;
-    *since_generation = seg.since_generation;
-    return seg.base;
+    if (seg == NULL || seg->base == NULL) {
+        *slots = 0;
+        *since_generation = 0;
+        return NULL;
+    }
+    *slots = seg->slots;
+    *since_generation = seg->since_generation;
+    return seg->base;
 }
 
 /* The scoreboard slot of the worker that `c` runs on, or -1.  The handle
@@ -135,10 +130,11 @@ static void claim_record(void)
     cstatus_record *rec;
     int gen = 0;
 
-    if (mine.slot < 0 || mine.slot >= seg.slots || seg.base == NULL) {
+    if (seg == NULL || seg->base == NULL || mine.slot < 0
+        || mine.slot >= seg->slots) {
         return;
     }
-    rec = &seg.base[mine.slot];
+    rec = &seg->base[mine.slot];
     ap_mpm_query(AP_MPMQ_GENERATION, &gen);
     mine.pid = (apr_uint32_t)getpid();
     __atomic_store_n(&rec->head.c.pid, 0, __ATOMIC_RELAXED);

@@ -73,11 +73,12 @@ class Status:
     """A server with the module, and every status fetch it was sent (each
     one is itself a request the module counts once it is logged)."""
 
-    def __init__(self, httpd, mpm, extra="", **kw):
+    def __init__(self, httpd, mpm, extra="", base=None, **kw):
         self.mpm = mpm
         self.fetches = 0
+        base = MPM_CONF[mpm] if base is None else base
         self.h = httpd(mpm=mpm, modules=["child_status"],
-                       conf=MPM_CONF[mpm] + LOCATION + extra, **kw)
+                       conf=base + LOCATION + extra, **kw)
 
     def start(self):
         self.h.start()
@@ -122,8 +123,8 @@ class Status:
 
 @pytest.fixture
 def status(httpd):
-    def make(mpm, extra="", **kw):
-        return Status(httpd, mpm, extra, **kw).start()
+    def make(mpm, extra="", base=None, **kw):
+        return Status(httpd, mpm, extra, base, **kw).start()
     return make
 
 
@@ -402,7 +403,7 @@ def test_many_short_connections_on_hybrid_spread(status):
 
 
 @pytest.mark.parametrize("mpm", ["prefork", "worker", "event"])
-def test_listen_buckets_spread_stock_mpms(httpd, mpm):
+def test_listen_buckets_spread_stock_mpms(status, mpm):
     """The figure reacts on stock MPMs too: two SO_REUSEPORT listen buckets
     (ListenCoresBucketsRatio), one child each, share new connections."""
     if (os.cpu_count() or 1) < 2:
@@ -414,11 +415,7 @@ def test_listen_buckets_spread_stock_mpms(httpd, mpm):
                       "ThreadsPerChild 8\nMaxRequestWorkers 16\n"
                       "MinSpareThreads 2\nMaxSpareThreads 16\n"}
     conf["event"] = conf["worker"]
-    h = httpd(mpm=mpm, modules=["child_status"],
-              conf="ListenCoresBucketsRatio 1\n" + conf[mpm] + LOCATION)
-    h.start()
-    s = Status.__new__(Status)
-    s.mpm, s.fetches, s.h = mpm, 0, h
+    s = status(mpm, base="ListenCoresBucketsRatio 1\n" + conf[mpm])
     s.wait_children(2)
     s.load(2000, 8)
     f = s.wait_requests(2000)["fairness"]
@@ -485,11 +482,8 @@ def test_graceful_restart_keeps_working(status, mpm):
             assert c["share"] is None
 
 
-def test_loads_without_mod_status(httpd):
-    h = httpd(mpm="event", modules=["child_status"], status=False,
-              conf=MPM_CONF["event"] + LOCATION)
-    h.start()
-    doc = json.loads(h.get_text("/child-status?json"))
+def test_loads_without_mod_status(status):
+    doc = status("event", status=False).json()
     assert doc["mpm"] == "event"
 
 
