@@ -166,4 +166,5 @@ static const hyb_strategy accept_exclusive = {
     NULL,
     NULL,
     NULL,
+    NULL,
 };

@@ -244,4 +244,5 @@ static const hyb_strategy accept_mutex = {
     NULL,
     NULL,
     mutex_reaped,
+    NULL,
 };

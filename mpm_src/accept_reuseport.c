@@ -215,9 +215,9 @@ static rp_sock *find_or_make(ap_listen_rec *primary, int g, server_rec *s,
     return rs;
 }
 
-/* Closes sockets whose Listen is gone.  Their queue cannot be handed to
+/* Closes the sockets not marked in use.  Their queue cannot be handed to
  * anyone, so this is logged. */
-static void close_unused(server_rec *s)
+static void close_unused(server_rec *s, const char *why)
 {
     rp_sock **pp = &rp->socks;
 
@@ -228,9 +228,9 @@ static void close_unused(server_rec *s)
             pp = &rs->next;
             continue;
         }
-        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s, HYBLOGNO(00092)
-                     "reuseport: closing group %d socket for %s (no longer "
-                     "in the Listen configuration)", rs->group, rs->key);
+        ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, HYBLOGNO(00092)
+                     "reuseport: closing group %d socket for %s (%s)",
+                     rs->group, rs->key, why);
         apr_socket_close(rs->lr.sd);
         *pp = rs->next;
     }
@@ -287,7 +287,7 @@ static apr_status_t reuseport_open(apr_pool_t *p, server_rec *s)
             tail = &(*tail)->next;
         }
     }
-    close_unused(s);
+    close_unused(s, "no longer in the Listen configuration");
     if (retained->startup_pass || !retained->mpm->was_graceful) {
         log_migrate_req(s);
     }
@@ -322,6 +322,21 @@ static apr_status_t reuseport_child_init(hyb_child *ch)
     return hyb_pollset_build(ch, rp_group_listeners[g], ps);
 }
 
+/* The server is stopping: close every group socket now, so that clients
+ * are refused instead of queued where nobody will accept. */
+static void reuseport_stopping(void)
+{
+    rp_sock *rs;
+
+    if (!rp) {
+        return;
+    }
+    for (rs = rp->socks; rs; rs = rs->next) {
+        rs->in_use = 0;
+    }
+    close_unused(ap_server_conf, "server stopping");
+}
+
 static hyb_accept_rc reuseport_accept_one(hyb_child *ch, apr_socket_t **csd,
                                           apr_pool_t *ptrans)
 {
@@ -339,4 +354,5 @@ static const hyb_strategy accept_reuseport = {
     reuseport_configure,
     reuseport_groups,
     NULL,
+    reuseport_stopping,
 };

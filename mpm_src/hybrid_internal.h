@@ -172,6 +172,9 @@ typedef struct hyb_child hyb_child;
  *               (optional; 1 if absent)
  *   reaped      parent, after a child of this generation died from a
  *               signal: repair what it may have left locked (optional)
+ *   stopping    parent, the server is stopping: close what open keeps
+ *               across generations, so new connections are refused
+ *               (optional)
  */
 struct hyb_strategy {
     const char *name;
@@ -186,6 +189,7 @@ struct hyb_strategy {
     const char *(*configure)(cmd_parms *cmd);
     int (*groups)(void);
     void (*reaped)(pid_t pid);
+    void (*stopping)(void);
 };
 
 static int hyb_groups(void);

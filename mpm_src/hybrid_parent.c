@@ -456,6 +456,9 @@ static void graceful_stop(parent_loop *pl)
         : 0;
 
     ap_close_listeners();
+    if (conf.strategy->stopping) {
+        conf.strategy->stopping();
+    }
     tell_children_graceful();
     ap_remove_pid(pconf, ap_pid_fname);
     ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, ap_server_conf, HYBLOGNO(00056)
