@@ -14,12 +14,21 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     rep = outcome.get_result()
     setattr(item, "rep_" + rep.when, rep)
+    # The error log has to go into the failing call's own report: sections
+    # added later, in fixture teardown, end up only in the teardown report,
+    # which pytest does not show when the teardown itself passes.
+    if rep.when == "call" and rep.failed:
+        for h in getattr(item, "_httpd_servers", ()):
+            rep.sections.append(("apache2 error log (%s)" % h.dir,
+                                 h.log()[-20000:]))
+            h.log_attached = True
 
 
 @pytest.fixture
 def httpd(request):
     """Factory: httpd(mpm=..., conf=..., ...) -> Httpd (not yet started)."""
     servers = []
+    request.node._httpd_servers = servers
 
     def make(**kw):
         h = Httpd(**kw)
@@ -31,7 +40,7 @@ def httpd(request):
     failed = failed is not None and failed.failed
     for h in servers:
         h.stop()
-        if failed:
+        if failed and not getattr(h, "log_attached", False):
             request.node.add_report_section(
                 "call", "apache2 error log (%s)" % h.dir, h.log()[-20000:])
         if getattr(h, "leftovers", None):
