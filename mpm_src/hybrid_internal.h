@@ -45,6 +45,7 @@
 #include "util_mutex.h"
 
 #include "mod_mpm_hybrid.h"
+#include "hybrid_spare.h"
 
 #include <poll.h>
 #include <pthread.h>
@@ -64,7 +65,6 @@
 #define HYBRID_DEFAULT_ACCEPT "mutex"
 #endif
 
-#define HYB_MAX_SPAWN_RATE   32      /* children per maintenance tick */
 #define HYB_TICK             apr_time_from_sec(1)
 #define HYB_EARLY_TICK       apr_time_from_msec(200)
 #define HYB_WAIT_SLICE_MS    1000    /* longest a child sleeps unchecked */
@@ -282,29 +282,8 @@ static void hyb_reclaim_all(void);
 static int hyb_live_children(int include_quiescing);
 static int hyb_run(apr_pool_t *pconf, apr_pool_t *plog, server_rec *s);
 
-/* ------------------------------------------------------------------ */
-/* Spare policy (hybrid_spare.c): a pure function, unit-tested.        */
+/* Spare policy: hybrid_spare.h */
 
-typedef struct hyb_spare_in {
-    int idle_threads;     /* idle threads in live, current children */
-    int active_children;  /* live, current, not quiescing */
-    int free_slots;       /* slots a new child could take now */
-    int daemons_limit;    /* MaxRequestWorkers / ThreadsPerChild */
-    int spare_min;        /* MinSpareThreads (or MinSpareServers) */
-    int spare_max;
-    int spawn_rate;       /* current exponential rate */
-    int hold_off;         /* ticks left without exponential growth */
-} hyb_spare_in;
-
-typedef struct hyb_spare_out {
-    int spawn;            /* children to start now */
-    int retire;           /* children to stop gracefully now (0 or 1) */
-    int next_rate;
-    int at_max_workers;   /* idle too low but MaxRequestWorkers reached */
-    int no_free_slot;     /* idle too low, limit not reached, slots full */
-} hyb_spare_out;
-
-static hyb_spare_out hyb_spare_decide(const hyb_spare_in *in);
 
 /* ------------------------------------------------------------------ */
 /* Statistics segment (hybrid_counters.c)                              */
