@@ -54,6 +54,8 @@ demo_pid() {
 # notice a server that died, or that runs but has not written its pid file.
 conf_pids() {
     for dir in /proc/[0-9]*; do
+        # cat, not a redirection: a process that vanished must stay quiet.
+        # shellcheck disable=SC2002
         cmd=$(cat "$dir/cmdline" 2>/dev/null | tr '\0' ' ')
         case "$cmd" in
             *"-f $CONF "*) is_apache "${dir#/proc/}" && echo "${dir#/proc/}" ;;
@@ -98,7 +100,8 @@ do_stop() {
             for p in $strays; do
                 stop_pid "$p"
             done
-            echo "demo server stopped (no pid file; pids $(echo $strays))"
+            echo "demo server stopped (no pid file; pids" \
+                 "$(printf '%s' "$strays" | tr '\n' ' '))"
         else
             echo "demo server is not running"
         fi
