@@ -42,7 +42,7 @@ define apxs_module
 	cd $(OBJ)/$(1) && $(APXS) -c -o mod_$(1).la $(WARN) $(DEFS) \
 	    $(EXTRA_CFLAGS) -I../../../$(3) $(notdir $(4)) >build.log 2>&1 \
 	    || { cat build.log; exit 1; }
-	@grep -E 'warning|error' $(OBJ)/$(1)/build.log || true
+	@grep -E 'warning:|error:' $(OBJ)/$(1)/build.log || true
 	cp $(OBJ)/$(1)/.libs/mod_$(1).so $@
 endef
 
