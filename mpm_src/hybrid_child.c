@@ -123,6 +123,12 @@ static void install_child_signals(void)
     set_handler(SIGHUP, on_signal);
     set_handler(SIGINT, retained->one_process ? on_signal : SIG_IGN);
     set_handler(SIGWINCH, retained->one_process ? on_signal : SIG_DFL);
+    /* The parent's SIGCHLD handler writes to the parent's wake-up pipe;
+     * this child's own children (CGI and the like) are none of its
+     * business. */
+    if (!retained->one_process) {
+        set_handler(SIGCHLD, SIG_DFL);
+    }
 }
 
 static void block_child_signals(int how)
@@ -318,6 +324,10 @@ static void hyb_child_main(int slot, int group)
     ch = child_create(slot, group);
     the_child = ch;
     install_child_signals();
+    /* The parent forked with our signals blocked, so that none could reach
+     * the handlers inherited from it; anything sent meanwhile is delivered
+     * now, to ours. */
+    block_child_signals(SIG_UNBLOCK);
     child_init(ch);
     retained->mpm->mpm_state = AP_MPMQ_RUNNING;
 

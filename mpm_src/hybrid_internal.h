@@ -263,6 +263,7 @@ struct hyb_child {
 static hyb_child *the_child;  /* in a child process only */
 
 static void hyb_child_main(int slot, int group) __attribute__((noreturn));
+static void block_child_signals(int how);
 static void hyb_child_request_stop(hyb_child *ch, hyb_stop_mode mode);
 static void hyb_child_mark_interruptible(hyb_child *ch, int on);
 static int hyb_child_stopping(const hyb_child *ch);

@@ -108,13 +108,15 @@ static int hyb_spawn(int slot, int group)
     ps->quiescing = 0;
     scoreboard_set_threads(slot, SERVER_STARTING);
 
+    block_child_signals(SIG_BLOCK);
     pid = fork();
+    if (pid == 0) {
+        hyb_child_main(slot, group);   /* does not return */
+    }
+    block_child_signals(SIG_UNBLOCK);
     if (pid < 0) {
         fork_failed(slot, errno);
         return -1;
-    }
-    if (pid == 0) {
-        hyb_child_main(slot, group);   /* does not return */
     }
     note_started(slot, pid);
     return 0;
