@@ -132,7 +132,8 @@ typedef struct hyb_retained {
     int max_daemon_used;      /* highest slot ever used + 1 */
     int spawn_rate;
     int hold_off_spawn_ticks; /* no exponential ramp right after restart */
-    int max_workers_logged;
+    int max_workers_logged;   /* each said once per server lifetime */
+    int slots_full_logged;
     int fork_failures;        /* consecutive; drives back-off */
     apr_time_t next_fork_try;
     int notify_fd[2];         /* children/SIGCHLD -> parent wake-up pipe */

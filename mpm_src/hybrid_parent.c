@@ -345,14 +345,14 @@ static void log_limits(const hyb_spare_out *out)
                      "setting", conf.max_workers);
         retained->max_workers_logged = 1;
     }
-    if (out->no_free_slot && !retained->max_workers_logged) {
+    if (out->no_free_slot && !retained->slots_full_logged) {
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, ap_server_conf,
                      HYBLOGNO(00054) "all %d slots are in use by children "
                      "still finishing after a restart (not at "
                      "MaxRequestWorkers); raise ServerLimit above "
                      "MaxRequestWorkers / ThreadsPerChild for headroom",
                      conf.server_limit);
-        retained->max_workers_logged = 1;
+        retained->slots_full_logged = 1;
     }
 }
 
