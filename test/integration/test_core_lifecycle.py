@@ -24,7 +24,8 @@ from httpd_fixture import alive, descendants, run_load
 MPM = os.environ.get("HYBTEST_CORE_MPM", "hybrid")
 HYBRID_ONLY = {"AcceptStrategy"}
 BAD_LOG = re.compile(r"\[[\w.-]*:(?:crit|alert|emerg)\]|Segmentation fault"
-                     r"|Bus error|Aborted|double free|stack smashing")
+                     r"|Bus error|Aborted|double free|stack smashing"
+                     r"|(?i:seg fault)")
 
 BASE = ("StartServers 2", "ServerLimit 16", "ThreadLimit 16",
         "ThreadsPerChild 4", "MaxRequestWorkers 64", "MinSpareThreads 2",
@@ -63,6 +64,8 @@ def settle(h, timeout=15):
     history = []
 
     def ok():
+        assert h.proc.poll() is None, "apache2 parent exited (rc %s)\n%s" % (
+            h.proc.returncode, h.log()[-3000:])
         a = h.children()
         time.sleep(1.0)
         b = h.children()
@@ -283,6 +286,31 @@ def test_core_graceful_stop_finishes_inflight_request(httpd, how):
     assert rc == 0
     assert not os.path.exists(h.pidfile)
     assert [p for p in h.seen_pids if alive(p)] == []
+    assert bad_log_lines(h) == []
+
+
+@pytest.mark.parametrize("how", ["signal", "k"])
+def test_core_graceful_stop_idle_server(httpd, how):
+    """Nothing in flight: graceful-stop is quick (not GracefulShutdownTimeout
+    long), clean, and starts no new children on the way out."""
+    h = httpd(mpm=MPM, conf=cfg(*BASE, "GracefulShutdownTimeout 30"))
+    h.start()
+    kids = set(settle(h))
+    t0 = time.time()
+    send(h, how, signal.SIGWINCH)
+    seen = set()
+    while h.proc.poll() is None and time.time() - t0 < 10:
+        seen.update(h.children())
+        time.sleep(0.05)
+    took = time.time() - t0
+    state = "rc=%s after %.1f s, children started meanwhile: %s" % (
+        h.proc.poll(), took, sorted(seen - kids))
+    assert h.proc.poll() is not None, "still running; " + state
+    assert seen - kids == set(), state
+    assert h.proc.returncode == 0, state
+    assert took < 5, state
+    assert not os.path.exists(h.pidfile)
+    assert [p for p in kids if alive(p)] == []
     assert bad_log_lines(h) == []
 
 

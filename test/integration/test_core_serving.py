@@ -24,7 +24,8 @@ from httpd_fixture import run_load
 MPM = os.environ.get("HYBTEST_CORE_MPM", "hybrid")
 HYBRID_ONLY = {"AcceptStrategy"}
 BAD_LOG = re.compile(r"\[[\w.-]*:(?:crit|alert|emerg)\]|Segmentation fault"
-                     r"|Bus error|Aborted|double free|stack smashing")
+                     r"|Bus error|Aborted|double free|stack smashing"
+                     r"|(?i:seg fault)")
 
 
 def cfg(*lines):
@@ -86,6 +87,8 @@ def settle(h, timeout=15):
     history = []
 
     def ok():
+        assert h.proc.poll() is None, "apache2 parent exited (rc %s)\n%s" % (
+            h.proc.returncode, h.log()[-3000:])
         a = h.children()
         time.sleep(1.0)
         b = h.children()

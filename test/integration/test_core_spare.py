@@ -24,7 +24,8 @@ import pytest
 
 MPM = os.environ.get("HYBTEST_CORE_MPM", "hybrid")
 BAD_LOG = re.compile(r"\[[\w.-]*:(?:crit|alert|emerg)\]|Segmentation fault"
-                     r"|Bus error|Aborted|double free|stack smashing")
+                     r"|Bus error|Aborted|double free|stack smashing"
+                     r"|(?i:seg fault)")
 
 
 def bad_log_lines(h):
