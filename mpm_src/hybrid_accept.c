@@ -129,6 +129,20 @@ static hyb_accept_rc hyb_accept_on(hyb_child *ch, ap_listen_rec *lr,
     return HYB_ACCEPT_RETRY;
 }
 
+/* Under load a connection is usually already queued when a thread gets
+ * its turn: with a single listener, try accept() before poll() and save a
+ * system call per connection.  An empty queue costs one EAGAIN. */
+static int accept_queued(hyb_child *ch, hyb_pollset *ps, apr_socket_t **csd,
+                         apr_pool_t *ptrans)
+{
+    if (ps->nlisten != 1 || hyb_child_stopping(ch)
+        || apr_socket_accept(csd, ps->lrs[0]->sd, ptrans) != APR_SUCCESS) {
+        return 0;
+    }
+    HYB_COUNT(ch, accepts, 1);
+    return 1;
+}
+
 /* Waits until a listener is readable or the child is woken, then accepts.
  * The wait is sliced so a child whose parent vanished notices. */
 static hyb_accept_rc hyb_wait_and_accept(hyb_child *ch, hyb_pollset *ps,
@@ -137,6 +151,9 @@ static hyb_accept_rc hyb_wait_and_accept(hyb_child *ch, hyb_pollset *ps,
 {
     int n, i;
 
+    if (accept_queued(ch, ps, csd, ptrans)) {
+        return HYB_ACCEPT_OK;
+    }
     for (;;) {
         if (hyb_child_stopping(ch)) {
             return HYB_ACCEPT_STOP;
