@@ -482,6 +482,43 @@ def test_graceful_restart_keeps_working(status, mpm):
             assert c["share"] is None
 
 
+@pytest.mark.parametrize("mpm", MPMS)
+def test_killed_child_keeps_figures_or_starts_new_series(status, mpm):
+    """A child that dies stays as `dead` with its final figures until its
+    slot is reused; a new pid in the slot starts from zero.  mpm_hybrid
+    also tells how the slot's previous child ended."""
+    s = status(mpm)
+    s.wait_children()
+    s.load(300, 4)
+    doc = s.wait_requests(300)
+    victim = max(doc["children"], key=lambda c: c["requests"])
+    os.kill(victim["pid"], signal.SIGKILL)
+
+    def slot_changed():
+        d = s.json()
+        row = [c for c in d["children"] if c["slot"] == victim["slot"]]
+        if row and (row[0]["pid"] != victim["pid"] or
+                    row[0]["state"] == "dead"):
+            return row[0]
+        return None
+    row = s.h.wait_for(slot_changed, timeout=15, interval=0.2,
+                       what="slot %d to change" % victim["slot"])
+    if row["pid"] == victim["pid"]:
+        assert row["state"] == "dead" and row["share"] is None
+        assert row["requests"] >= victim["requests"]
+    else:
+        assert row["requests"] < victim["requests"], (row, victim)
+    if mpm == "hybrid":
+        # The MPM reaps the child, then reports it; wait for that too.
+        def exit_known():
+            d = s.json()
+            r = [c for c in d["children"] if c["slot"] == victim["slot"]]
+            return r[0] if r and r[0]["last_exit"] else None
+        row = s.h.wait_for(exit_known, timeout=10, interval=0.2,
+                           what="last exit of slot %d" % victim["slot"])
+        assert row["last_exit"] == {"why": "signal", "status": 9}, row
+
+
 def test_loads_without_mod_status(status):
     doc = status("event", status=False).json()
     assert doc["mpm"] == "event"
