@@ -278,15 +278,15 @@ void cstatus_html_section(request_rec *r, const cstatus_model *m,
 static void render_html(request_rec *r, const cstatus_model *m,
                         const cstatus_view *v)
 {
-    ap_rputs(DOCTYPE_HTML_4_01 "<html><head>\n"
-             "<meta http-equiv=\"Content-Type\" "
-             "content=\"text/html; charset=utf-8\">\n"
+    /* HTML5, the document type that defines inline SVG. */
+    ap_rputs("<!DOCTYPE html>\n<html lang=\"en\"><head>\n"
+             "<meta charset=\"utf-8\">\n"
              "<title>Per-child load</title>\n"
              "<style type=\"text/css\">\n"
              "body { font-family: sans-serif; }\n"
              "table.cs-children { border-collapse: collapse; }\n"
              "table.cs-children td, table.cs-children th "
-             "{ padding: 2px 8px; text-align: right; "
+             "{ padding: 2px 8px; text-align: right; white-space: nowrap; "
              "border-bottom: 1px solid #ddd; }\n"
              "dl.cs-server dt { float: left; clear: left; width: 10em; "
              "font-weight: bold; }\n"
