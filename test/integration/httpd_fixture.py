@@ -44,18 +44,35 @@ def free_port(host="127.0.0.1"):
         return s.getsockname()[1]
 
 
-def mpm_load_line(mpm):
+def mpm_load_line(mpm, build_dir=BUILD):
     if mpm == "hybrid":
-        return "LoadModule mpm_hybrid_module %s/mod_mpm_hybrid.so" % BUILD
+        return "LoadModule mpm_hybrid_module %s/mod_mpm_hybrid.so" % build_dir
     return "LoadModule mpm_%s_module %s/mod_mpm_%s.so" % (mpm, STOCK_MODULES, mpm)
 
 
-def module_load_line(name):
+def module_load_line(name, build_dir=BUILD):
     if name == "child_status":
-        return "LoadModule child_status_module %s/mod_child_status.so" % BUILD
+        return "LoadModule child_status_module %s/mod_child_status.so" % (
+            build_dir)
     if name == "log_config_dummy":  # mod_log_config is compiled in
         return ""
     return "LoadModule %s_module %s/mod_%s.so" % (name, STOCK_MODULES, name)
+
+
+def snapshot_modules(dest):
+    """Copy build/*.so into dest (write to a temporary name, then rename).
+
+    A running apache2 maps its modules; `make` rewrites build/*.so in place,
+    which kills such a process with SIGBUS/SIGSEGV (seen as "seg fault ...
+    in the parent process").  A per-server copy is immune to rebuilds by
+    anyone sharing the work tree."""
+    os.makedirs(dest, exist_ok=True)
+    for name in os.listdir(BUILD):
+        if name.endswith(".so"):
+            tmp = os.path.join(dest, "." + name + ".tmp")
+            shutil.copyfile(os.path.join(BUILD, name), tmp)
+            os.rename(tmp, os.path.join(dest, name))
+    return dest
 
 
 def descendants(pid):
@@ -122,6 +139,10 @@ class Httpd:
         self.proc = None
         self.pid = None
         self.seen_pids = set()
+        # our modules are loaded from a private copy (see snapshot_modules)
+        self.moddir = os.path.join(self.dir, "modules")
+        if mpm == "hybrid" or "child_status" in modules:
+            snapshot_modules(self.moddir)
         self._write_docroot()
         mods = list(BASE_MODULES) + (["status"] if status else []) + list(modules)
         self.write_conf(conf, mods, listen, status, user)
@@ -142,14 +163,14 @@ class Httpd:
         for m in mods:
             if m not in seen:
                 seen.add(m)
-                line = module_load_line(m)
+                line = module_load_line(m, self.moddir)
                 if line:
                     loads.append(line)
         listen = listen or "Listen 127.0.0.1:{port}"
         text = "\n".join([
             "ServerRoot %s" % self.dir,
             "ServerName 127.0.0.1",
-            mpm_load_line(self.mpm),
+            mpm_load_line(self.mpm, self.moddir),
             *loads,
             "User %s" % user,
             "Group %s" % user,
