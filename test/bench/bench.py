@@ -113,7 +113,7 @@ def try_make(target):
     return r.returncode == 0, (r.stdout + r.stderr)[-2000:]
 
 
-def preflight(cfg, docroot, notes):
+def preflight(cfg, docroot, moddir, notes):
     for tool in (L.WRK, S.fx.APACHE2):
         if not os.path.exists(tool):
             sys.exit("bench: %s is missing (make deps)" % tool)
@@ -123,6 +123,7 @@ def preflight(cfg, docroot, notes):
             sys.exit("bench: cannot build the sleep module:\n" + out)
     # Our modules were built (or not) by make bench; never make here again.
     S.fx._built = True
+    S.snapshot_modules(moddir)
 
     use_cs = False
     if cfg.child_status != "no" and os.path.exists(S.CHILD_STATUS_SO):
@@ -235,7 +236,8 @@ def run_main_round(c, rnd, cfg, docroot, source, prog, results):
                 and not c.note):
             try:
                 st, mx = L.accept_info(srv.url(""))
-                c.note = st + (" (%s)" % mx if mx else "")
+                c.note = st + (" (%s)" % mx if mx and mx != "none"
+                               else "")
             except Exception:
                 pass
         if cfg.warmup > 0:
@@ -407,14 +409,17 @@ def main():
     cfg = Config()
     notes = []
     os.makedirs(cfg.out, exist_ok=True)
-    docroot = S.make_docroot(tempfile.mkdtemp(prefix="hybbench-docroot-"))
+    tmp = tempfile.mkdtemp(prefix="hybbench-")
+    os.chmod(tmp, 0o755)
+    docroot = S.make_docroot(os.path.join(tmp, "docroot"))
     started = datetime.datetime.now()
     try:
         say("mpm_hybrid benchmark%s: %d cores, worker budget %d "
             "(threaded: %d children x %d threads; prefork-like: %d x 1)" % (
                 " (BENCH_QUICK)" if cfg.quick else "", cfg.cores, cfg.budget,
                 cfg.budget // cfg.tpc, cfg.tpc, cfg.budget))
-        chosen, source = preflight(cfg, docroot, notes)
+        chosen, source = preflight(cfg, docroot, os.path.join(tmp, "modules"),
+                                   notes)
         if not chosen:
             sys.exit("bench: no contender passed its config test")
         steps, secs = plan(cfg, chosen)
@@ -482,7 +487,7 @@ def main():
                                ", " + png if png else " (no chart: %s)" %
                                R.last_chart_error))
     finally:
-        shutil.rmtree(docroot, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -26,12 +26,30 @@ SLEEP_SO = os.path.join(fx.BUILD, "mod_bench_sleep.so")
 CHILD_STATUS_SO = os.path.join(fx.BUILD, "mod_child_status.so")
 HYBRID_SO = os.path.join(fx.BUILD, "mod_mpm_hybrid.so")
 
+# Where the Apache contenders load our modules from: a private copy made
+# once per run (snapshot_modules), so every contender runs the same build
+# and a rebuild of build/*.so during the run cannot crash a server.
+MODDIR = fx.BUILD
+
 SMALL = "/small.txt"         # 14 bytes
 FILE_10K = "/10k.bin"        # 10240 bytes
 SLEEP = "/sleep?ms=%d"
 
 STOCK = ("prefork", "worker", "event")
 STRATEGIES = ("mutex", "preemptive", "reuseport", "exclusive")
+
+
+def snapshot_modules(dest):
+    """Copy build/*.so to dest and load them from there from now on."""
+    global MODDIR
+    os.makedirs(dest, exist_ok=True)
+    os.chmod(dest, 0o755)
+    for name in os.listdir(fx.BUILD):
+        if name.endswith(".so"):
+            shutil.copyfile(os.path.join(fx.BUILD, name),
+                            os.path.join(dest, name))
+    MODDIR = dest
+    return dest
 
 
 def make_docroot(path):
@@ -140,8 +158,10 @@ class BenchHttpd(fx.Httpd):
                   "status"]:
             loads.append(fx.module_load_line(m))
         if self._bench_child_status:
-            loads.append(fx.module_load_line("child_status"))
-        loads.append("LoadModule bench_sleep_module %s" % SLEEP_SO)
+            loads.append("LoadModule child_status_module %s/"
+                         "mod_child_status.so" % MODDIR)
+        loads.append("LoadModule bench_sleep_module %s/mod_bench_sleep.so"
+                     % MODDIR)
         cs = ""
         if self._bench_child_status:
             cs = ("<Location /child-status>\n  SetHandler child-status\n"
@@ -149,7 +169,8 @@ class BenchHttpd(fx.Httpd):
         text = "\n".join([
             "ServerRoot %s" % self.dir,
             "ServerName 127.0.0.1",
-            fx.mpm_load_line(self.mpm),
+            ("LoadModule mpm_hybrid_module %s/mod_mpm_hybrid.so" % MODDIR
+             if self.mpm == "hybrid" else fx.mpm_load_line(self.mpm)),
             *loads,
             "User %s" % user,
             "Group %s" % user,
