@@ -1,0 +1,811 @@
+"""Accept strategies: mutex, preemptive, reuseport and exclusive.
+
+Covers
+  * fairness over 4 fixed children: reuseport must give every child a
+    share within +-20 % of the mean; mutex, preemptive and exclusive are
+    measured and printed (Jain's index), not judged;
+  * 20 graceful restarts under load with reuseport and with exclusive:
+    no failed request, no non-2xx answer, the load spans every restart;
+  * MaxConnectionsPerChild 100 under load with reuseport: no failure,
+    children recycled, no listener group left without a taker;
+  * kill -9 of a child with reuseport: fresh connections (each hashed by
+    the kernel to some group) keep succeeding quickly, and the dead
+    child's group gets a new child within 1 s;
+  * 127.0.0.1 and [::1] together with reuseport (3 groups) and exclusive;
+  * start-up errors and warnings: unknown AcceptStrategy, bad
+    ReusePortGroups values, ReusePortGroups with another strategy or
+    above the number of children, a changed ReusePortGroups on a
+    graceful restart;
+  * reuseport plumbing: one kernel listener per group and address, each
+    child holding only its own group's; none leaked over 20 restarts;
+  * a retiring child (MaxConnectionsPerChild) that holds a connection
+    and its slot: mutex (control) and reuseport must keep serving fresh
+    connections at once;
+  * graceful stop (SIGWINCH) with requests in flight, reuseport and
+    exclusive: every connect refused at once, no child started, exit
+    soon after the last response.
+
+The per-child counts come from the access log, whose last field is the
+serving child's pid (%P); each load uses its own query string so that the
+fixture's readiness and status requests are never counted.
+"""
+import os
+import re
+import signal
+import socket
+import subprocess
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from httpd_fixture import run_load
+
+BAD_LOG = re.compile(r"\[[\w.-]*:(?:crit|alert|emerg)\]|Segmentation fault"
+                     r"|Bus error|Aborted|double free|stack smashing")
+STARTED = re.compile(r"Child (\d+) started: pid (\d+), gen (\d+), "
+                     r"strategy (\w+), group (\d+)")
+STOPPED = re.compile(r"Child (\d+) stopped: pid (\d+)")
+DEBUG = "LogLevel info mpm_hybrid:debug"
+BOTH = "Listen 127.0.0.1:{port}\nListen [::1]:{port}"
+
+
+def cfg(*lines):
+    return "\n".join(lines)
+
+
+def bad_log_lines(h):
+    return [l for l in h.log().splitlines() if BAD_LOG.search(l)]
+
+
+def started(h):
+    """[(slot, pid, gen, strategy, group)] from the debug log, in order."""
+    return [(int(s), int(p), int(g), st, int(k))
+            for s, p, g, st, k in STARTED.findall(h.log())]
+
+
+def group_of(h):
+    """pid -> listener group, from the debug log."""
+    return {pid: grp for _, pid, _, _, grp in started(h)}
+
+
+def stable_children(h, n, timeout=15):
+    """Wait until exactly n children exist and stay the same for 1 s."""
+    history = []
+
+    def ok():
+        a = h.children()
+        time.sleep(1.0)
+        b = h.children()
+        history.append(b)
+        return b if len(b) == n and a == b else None
+    try:
+        return h.wait_for(ok, timeout=timeout, what="%d stable children" % n)
+    except AssertionError as e:
+        raise AssertionError("children: %r\n%s" % (history, e)) from None
+
+
+def served_by(h, marker):
+    """pid -> number of access log lines whose request contains marker."""
+    counts = {}
+    with open(h.access_log) as f:
+        for line in f:
+            if marker in line:
+                pid = int(line.split()[-1])
+                counts[pid] = counts.get(pid, 0) + 1
+    return counts
+
+
+def wait_logged(h, marker, n, timeout=5):
+    """served_by() once n lines with marker are in the access log (a line
+    is written just after its response is sent)."""
+    counts = {}
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        counts = served_by(h, marker)
+        if sum(counts.values()) >= n:
+            break
+        time.sleep(0.05)
+    return counts
+
+
+def clients_of(h, marker):
+    """client address -> set of serving pids, for lines with marker."""
+    out = {}
+    with open(h.access_log) as f:
+        for line in f:
+            if marker in line:
+                out.setdefault(line.split()[0], set()).add(
+                    int(line.split()[-1]))
+    return out
+
+
+def listen_inodes(port):
+    """Inodes of the TCP sockets listening on port (any address)."""
+    out = set()
+    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(name) as f:
+            next(f)
+            for line in f:
+                fld = line.split()
+                if fld[3] == "0A" and int(fld[1].rsplit(":", 1)[1], 16) == port:
+                    out.add(int(fld[9]))
+    return out
+
+
+def socket_inodes(pid):
+    out = set()
+    d = "/proc/%d/fd" % pid
+    for fd in os.listdir(d):
+        try:
+            link = os.readlink(os.path.join(d, fd))
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            out.add(int(link[8:-1]))
+    return out
+
+
+def jain(xs):
+    xs = list(xs)
+    sq = sum(x * x for x in xs)
+    return sum(xs) ** 2 / (len(xs) * sq) if sq else 0.0
+
+
+def fetch(addr, port, path, timeout=5.0):
+    """One request on a fresh connection; returns (status, seconds)."""
+    fam = socket.AF_INET6 if ":" in addr else socket.AF_INET
+    t0 = time.monotonic()
+    with socket.socket(fam, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect((addr, port))
+        s.sendall(("GET %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+                   % path).encode())
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    took = time.monotonic() - t0
+    m = re.match(rb"HTTP/1\.[01] (\d{3})", data)
+    status = int(m.group(1)) if m else None
+    if status == 200 and not data.endswith(b"0123456789abc\n"):
+        status = -1   # truncated body
+    return status, took
+
+
+def try_fetch(addr, port, path, timeout=5.0):
+    t0 = time.monotonic()
+    try:
+        return fetch(addr, port, path, timeout)
+    except OSError as e:
+        return repr(e), time.monotonic() - t0
+
+
+class Load(threading.Thread):
+    """ab in the background; finish() returns run_load's tuple."""
+
+    def __init__(self, url, requests, concurrency, timelimit=None):
+        super().__init__(daemon=True)
+        self.url = url
+        self.kw = dict(requests=requests, concurrency=concurrency,
+                       timelimit=timelimit, timeout=120)
+        self.result = self.error = None
+        self.t_start = self.t_end = None
+
+    def run(self):
+        self.t_start = time.monotonic()
+        try:
+            self.result = run_load(self.url, **self.kw)
+        except Exception as e:  # re-raised by finish()
+            self.error = e
+        self.t_end = time.monotonic()
+
+    def finish(self):
+        self.join(150)
+        assert not self.is_alive(), "ab did not finish"
+        if self.error:
+            raise self.error
+        return self.result
+
+
+def ab_longest_ms(out):
+    m = re.search(r"^\s*100%\s+(\d+)", out, re.M)
+    return int(m.group(1)) if m else None
+
+
+# -- fairness ------------------------------------------------------------
+
+FOUR_FIXED = ("StartServers 4", "ServerLimit 4", "ThreadLimit 4",
+              "ThreadsPerChild 4", "MaxRequestWorkers 16",
+              "MinSpareThreads 1", "MaxSpareThreads 64")
+FAIRNESS = {}
+
+
+@pytest.mark.parametrize("strategy",
+                         ["reuseport", "mutex", "preemptive", "exclusive"])
+def test_accept_fairness_four_children(httpd, strategy):
+    """4000 fresh connections (ab -c 16, no keep-alive) over 4 fixed
+    children.  reuseport (4 groups, one child each) must give every child
+    a share within +-20 % of the mean; the others are only measured."""
+    extra = ["ReusePortGroups 4"] if strategy == "reuseport" else []
+    h = httpd(conf=cfg(*FOUR_FIXED, "AcceptStrategy %s" % strategy, DEBUG,
+                       *extra))
+    h.start()
+    kids = stable_children(h, 4)
+    listening = listen_inodes(h.port)
+    assert len(listening) == (4 if strategy == "reuseport" else 1), listening
+    if strategy == "reuseport":
+        groups = group_of(h)
+        assert sorted(groups.get(p) for p in kids) == [0, 1, 2, 3], groups
+    n = 4000
+    done, failed, non2xx, out = run_load(h.url("/small.txt?fair"), n, 16)
+    assert (done, failed, non2xx) == (n, 0, 0), out
+    after = h.children()
+    assert after == kids, "children changed: %r -> %r" % (kids, after)
+    assert len(started(h)) == 4 and not STOPPED.findall(h.log()), \
+        "a child was added or retired:\n" + h.log()[-3000:]
+    counts = wait_logged(h, "/small.txt?fair", n)
+    assert sum(counts.values()) == n, counts
+    assert set(counts) <= set(kids), (counts, kids)
+    shares = [counts.get(p, 0) for p in kids]
+    mean = n / 4
+    j = jain(shares)
+    FAIRNESS[strategy] = (shares, j)
+    print("\nfairness %-10s shares %s (mean %.0f, min %+.1f %%, max %+.1f %%)"
+          " Jain %.4f" % (strategy, shares, mean,
+                          100 * (min(shares) - mean) / mean,
+                          100 * (max(shares) - mean) / mean, j))
+    if strategy == "reuseport":
+        for pid, c in zip(kids, shares):
+            assert abs(c - mean) <= 0.2 * mean, \
+                "child %d (group %d) served %d of %d, mean %.0f: %r" % (
+                    pid, group_of(h)[pid], c, n, mean, shares)
+    assert bad_log_lines(h) == []
+
+
+def test_accept_reuseport_child_holds_only_its_group_sockets(httpd):
+    """ReusePortGroups 3 on 127.0.0.1 and [::1]: the kernel has 3
+    listening sockets per address; the parent holds all 6, and each child
+    holds exactly the 2 of its own group (accept_reuseport.c: "Only this
+    group's queue is ours: drop the other groups' sockets").  A child
+    holding another group's socket keeps that queue open after the parent
+    closes it, e.g. on a graceful stop, with nobody accepting from it."""
+    h = httpd(listen=BOTH, conf=cfg(
+        "StartServers 3", "ServerLimit 4", "ThreadLimit 4",
+        "ThreadsPerChild 4", "MaxRequestWorkers 16", "MinSpareThreads 1",
+        "MaxSpareThreads 64", "AcceptStrategy reuseport",
+        "ReusePortGroups 3", DEBUG))
+    h.start()
+    kids = stable_children(h, 3)
+    groups = group_of(h)
+    listening = listen_inodes(h.port)
+    assert len(listening) == 6, listening
+    assert socket_inodes(h.pid) & listening == listening
+    held = {groups[p]: socket_inodes(p) & listening for p in kids}
+    print("\nlistening sockets held per group's child: %r" % held)
+    extra = {g: len(x) - 2 for g, x in held.items() if len(x) != 2}
+    assert extra == {}, "children hold other groups' listeners: %r " \
+        "(group -> sockets beyond its own 2)" % extra
+    # and the groups' sockets are disjoint and cover every listener
+    assert set().union(*held.values()) == listening
+
+
+# -- graceful restarts under load -----------------------------------------
+
+RESTART_BASE = ("StartServers 2", "ServerLimit 16", "ThreadLimit 8",
+                "ThreadsPerChild 4", "MaxRequestWorkers 32",
+                "MinSpareThreads 2", "MaxSpareThreads 32")
+
+
+@pytest.mark.parametrize("strategy", ["reuseport", "exclusive"])
+def test_accept_graceful_restarts_under_load(httpd, strategy):
+    """20 graceful restarts (SIGUSR1 every ~0.4 s) while ab -c 10 runs:
+    not one failed request or non-2xx answer, and ab runs from before
+    the first restart to after the last one."""
+    extra = ["ReusePortGroups 2"] if strategy == "reuseport" else []
+    h = httpd(conf=cfg(*RESTART_BASE, "AcceptStrategy %s" % strategy, DEBUG,
+                       *extra))
+    h.start()
+    stable_children(h, 2)
+    listening = listen_inodes(h.port)
+    assert len(listening) == (2 if strategy == "reuseport" else 1), listening
+    restarts = 20
+    load = Load(h.url("/small.txt?gr"), requests=2000000, concurrency=10,
+                timelimit=restarts * 0.4 + 4)
+    load.start()
+    time.sleep(1.0)
+    assert load.is_alive(), "ab ended before the first restart"
+    t_first = time.monotonic()
+    new_gens = 0
+    for i in range(restarts):
+        t0 = time.monotonic()
+        before = set(h.children())
+        h.graceful()
+        # the next generation appears before the next signal
+        h.wait_for(lambda: set(h.children()) - before, timeout=5,
+                   interval=0.02, what="generation after graceful %d" % (i + 1))
+        new_gens += 1
+        time.sleep(max(0.0, 0.4 - (time.monotonic() - t0)))
+    t_last = time.monotonic()
+    time.sleep(1.0)   # the last generation serves too
+    assert load.is_alive(), "ab ended before the last restart: test invalid"
+    done, failed, non2xx, out = load.finish()
+    assert load.t_start < t_first and load.t_end > t_last + 0.5
+    print("\n%s: %d requests over %d graceful restarts in %.1f s, "
+          "failed %s, non-2xx %s, longest %s ms" % (
+              strategy, done, restarts, t_last - t_first, failed, non2xx,
+              ab_longest_ms(out)))
+    assert failed == 0 and non2xx == 0, out
+    assert done >= 2000, out
+    assert new_gens == restarts
+    assert len(re.findall(r"Graceful restart requested", h.log())) == restarts
+    # the newest generation serves and spans all groups
+    gens = started(h)
+    last_gen = max(g for _, _, g, _, _ in gens)
+    assert last_gen >= restarts, gens[-4:]
+    if strategy == "reuseport":
+        assert {k for _, _, g, _, k in gens if g == last_gen} == {0, 1}, \
+            gens[-6:]
+        assert "closing group" not in h.log()
+    # the same listeners as before: none leaked, none lost
+    assert listen_inodes(h.port) == listening, (listening,
+                                                listen_inodes(h.port))
+    assert fetch("127.0.0.1", h.port, "/small.txt")[0] == 200
+    assert h.proc.poll() is None
+    assert bad_log_lines(h) == []
+
+
+# -- MaxConnectionsPerChild ------------------------------------------------
+
+def test_accept_reuseport_max_connections_per_child(httpd):
+    """MaxConnectionsPerChild 100 with 4 reuseport groups under ab -c 8:
+    nothing fails, children are recycled, and a recycled group never
+    leaves its queued connections waiting (longest request < 1 s)."""
+    h = httpd(conf=cfg("StartServers 4", "ServerLimit 16", "ThreadLimit 4",
+                       "ThreadsPerChild 4", "MaxRequestWorkers 32",
+                       "MinSpareThreads 2", "MaxSpareThreads 32",
+                       "AcceptStrategy reuseport", "ReusePortGroups 4",
+                       "MaxConnectionsPerChild 100", DEBUG))
+    h.start()
+    first = set(stable_children(h, 4))
+    n = 3000
+    done, failed, non2xx, out = run_load(h.url("/small.txt?mcpc"), n, 8)
+    longest = ab_longest_ms(out)
+    counts = wait_logged(h, "/small.txt?mcpc", n)
+    gens = started(h)
+    print("\nMaxConnectionsPerChild 100: %d requests, failed %s, non-2xx %s,"
+          " longest %s ms, %d children served, %d children started" % (
+              done, failed, non2xx, longest, len(counts), len(gens)))
+    assert (done, failed, non2xx) == (n, 0, 0), out
+    assert sum(counts.values()) == n
+    # 3000 connections at <= 100 per child: at least 30 children
+    assert len(counts) >= n // 100, counts
+    assert len(set(counts) - first) >= n // 100 - 4, counts
+    # a child may finish what its threads already hold
+    assert max(counts.values()) <= 100 + 4, counts
+    # replacements went to the group being recycled: every group
+    # always had children, and all four groups were served again
+    by_group = {}
+    for _, pid, _, _, grp in gens:
+        by_group[grp] = by_group.get(grp, 0) + 1
+    assert sorted(by_group) == [0, 1, 2, 3], by_group
+    assert min(by_group.values()) >= 3, by_group
+    assert longest is not None and longest < 1000, \
+        "a request waited %s ms\n%s" % (longest, out)
+    time.sleep(1.5)
+    assert len(h.children()) >= 4
+    for _ in range(20):
+        assert fetch("127.0.0.1", h.port, "/small.txt")[0] == 200
+    assert bad_log_lines(h) == []
+    assert "exit signal" not in h.log()
+
+
+def keepalive_open(h, tag):
+    """A keep-alive connection with one request answered, left idle: the
+    child that served it holds it until KeepAliveTimeout (5 s)."""
+    s = socket.create_connection(("127.0.0.1", h.port), 5)
+    s.settimeout(5)
+    s.sendall(("GET /small.txt?%s HTTP/1.1\r\nHost: t\r\n\r\n"
+               % tag).encode())
+    data = b""
+    while not data.endswith(b"0123456789abc\n"):
+        chunk = s.recv(4096)
+        assert chunk, "keep-alive connection closed"
+        data += chunk
+    return s
+
+
+@pytest.mark.parametrize("strategy", ["mutex", "reuseport"])
+def test_accept_recycling_child_holding_a_connection(httpd, strategy):
+    """ServerLimit 2 = 2 children (2 reuseport groups, one child each);
+    MaxConnectionsPerChild 10.  Child A holds an idle keep-alive
+    connection when it reaches its limit, so it keeps its slot for up to
+    KeepAliveTimeout (5 s) and no replacement can start meanwhile.  Fresh
+    connections must still be served at once by the other child: with a
+    shared listener (mutex) they are; with reuseport, those the kernel
+    hashes to A's group must not wait for A to go.  (mutex is the
+    control: same scenario, same assertions.)"""
+    extra = ["ReusePortGroups 2"] if strategy == "reuseport" else []
+    h = httpd(conf=cfg("StartServers 2", "ServerLimit 2", "ThreadLimit 4",
+                       "ThreadsPerChild 4", "MaxRequestWorkers 8",
+                       "MinSpareThreads 1", "MaxSpareThreads 64",
+                       "MaxConnectionsPerChild 10",
+                       "AcceptStrategy %s" % strategy, DEBUG, *extra))
+    h.start()
+    kids = stable_children(h, 2)
+    ka = keepalive_open(h, "ka")
+    try:
+        # the access log line follows the response by a moment
+        holder = h.wait_for(lambda: list(served_by(h, "?ka")), timeout=3,
+                            interval=0.02, what="keep-alive request logged")
+        assert len(holder) == 1 and holder[0] in kids, holder
+        # 60 fresh connections, one at a time and each timed: the holder
+        # reaches its limit (10) early and keeps its slot, holding the
+        # keep-alive connection for 5 s; the other child serves, retires
+        # and is replaced in its own slot
+        results = []
+        for i in range(60):
+            results.append(try_fetch("127.0.0.1", h.port,
+                                     "/small.txt?rec%d" % i, timeout=10))
+        holder_done = wait_logged(h, "?rec", 60).get(holder[0], 0)
+        times = sorted(t for _, t in results)
+        bad = [r for r in results if r[0] != 200]
+        slow = [round(t, 3) for _, t in results if t >= 1.0]
+        print("\n%s: 60 fresh connections while a retiring child holds a "
+              "keep-alive connection: max %.3f s, %d >= 1 s %s, %d failed;"
+              " holder served %d" % (strategy, times[-1], len(slow), slow,
+                                     len(bad), holder_done))
+    finally:
+        ka.close()
+    assert bad == [], bad
+    # the holder took part and reached its limit (its count also
+    # includes the fixture's readiness probes): it exits by itself once
+    # its keep-alive connection is gone
+    assert holder_done >= 1, holder_done
+    h.wait_for(lambda: holder[0] not in h.children(), timeout=3,
+               what="the holder (pid %d) to retire" % holder[0])
+    assert re.search(r"stopped: pid %d, gen 0, exit 0" % holder[0], h.log())
+    # the other child reached its limit and was replaced
+    assert len(started(h)) > 2, started(h)
+    assert slow == [], "connections waited for a retiring child: %r s\n%s" \
+        % (slow, "\n".join(l for l in h.log().splitlines()
+                           if "error" in l or "stopped" in l
+                           or "started" in l)[-3000:])
+
+
+# -- graceful stop --------------------------------------------------------
+
+def holders(port):
+    """pid -> listening sockets on port it holds (our processes only)."""
+    listening = listen_inodes(port)
+    out = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                mine = socket_inodes(int(d)) & listening
+            except OSError:
+                continue
+            if mine:
+                out[int(d)] = mine
+    return out
+
+
+@pytest.mark.parametrize("strategy", ["reuseport", "exclusive"])
+def test_accept_graceful_stop_with_requests_in_flight(httpd, strategy):
+    """SIGWINCH with 3 children (3 reuseport groups) and requests in
+    flight: at once no connection is accepted or queued any more (every
+    connect is refused), no child is started after the signal, the
+    in-flight requests complete and the server exits within 5 s of the
+    last one."""
+    extra = ["ReusePortGroups 3"] if strategy == "reuseport" else []
+    h = httpd(conf=cfg("StartServers 3", "ServerLimit 4", "ThreadLimit 4",
+                       "ThreadsPerChild 4", "MaxRequestWorkers 16",
+                       "MinSpareThreads 1", "MaxSpareThreads 64",
+                       "AcceptStrategy %s" % strategy,
+                       "GracefulShutdownTimeout 20", DEBUG, *extra))
+    h.start()
+    kids = stable_children(h, 3)
+    # 6 requests in flight: with 3 groups, all on one child 1 time in 243
+    inflight = []
+    try:
+        for i in range(6):
+            c = socket.create_connection(("127.0.0.1", h.port), 10)
+            inflight.append(c)
+            c.sendall(("GET /small.txt?stop%d HTTP/1.1\r\nHost: t\r\n"
+                       % i).encode())
+        time.sleep(0.5)
+        n_started = len(started(h))
+        h.signal(signal.SIGWINCH)
+        try:
+            h.wait_for(lambda: not listen_inodes(h.port), timeout=3,
+                       interval=0.02, what="every listener closed")
+            still = None
+        except AssertionError:
+            still = holders(h.port)
+        refused = 0
+        for _ in range(30):
+            try:
+                with socket.create_connection(("127.0.0.1", h.port), 1):
+                    pass
+            except ConnectionRefusedError:
+                refused += 1
+            except OSError:
+                pass   # a timeout: queued, or worse
+        assert h.proc.poll() is None, "exited with requests in flight"
+        answers = []
+        for c in inflight:
+            c.sendall(b"Connection: close\r\n\r\n")
+            c.settimeout(10)
+            data = b""
+            while True:
+                chunk = c.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+            answers.append(data)
+        t_done = time.monotonic()
+    finally:
+        for c in inflight:
+            c.close()
+    try:
+        rc = h.proc.wait(8)
+    except subprocess.TimeoutExpired:
+        rc = None
+    took = time.monotonic() - t_done
+    late = started(h)[n_started:]
+    groups = group_of(h)
+    print("\n%s graceful stop: %d/30 connects refused; listeners still "
+          "open after 3 s: %s; children started after SIGWINCH: %r; exit "
+          "%s %.1f s after the last response" % (
+              strategy, refused,
+              None if still is None else {
+                  "pid %d (%s)" % (p, "parent" if p == h.pid else
+                                   "group %s child" % groups.get(p)): len(x)
+                  for p, x in still.items()},
+              [(pid, grp) for _, pid, _, _, grp in late],
+              rc, took))
+    served = wait_logged(h, "?stop", 6)
+    print("in-flight requests served by group: %r" % sorted(
+        groups.get(p) for p in served for _ in range(served[p])))
+    for data in answers:
+        assert data.startswith(b"HTTP/1.1 200") and \
+            data.endswith(b"0123456789abc\n"), data[:200]
+    problems = []
+    if late:
+        problems.append("children started during the graceful stop: %r"
+                        % late)
+    if still is not None:
+        problems.append("listeners still open 3 s after SIGWINCH, held by "
+                        "%r" % still)
+    if refused != 30:
+        problems.append("%d of 30 connects not refused" % (30 - refused))
+    if rc != 0 or took >= 5:
+        problems.append("exit status %s %.1f s after the last response"
+                        % (rc, took))
+    assert problems == []
+    assert set(kids) & set(h.children()) == set()
+    assert bad_log_lines(h) == []
+
+
+# -- kill -9 ---------------------------------------------------------------
+
+@pytest.mark.parametrize("victim_group", [0, 1])
+def test_accept_reuseport_killed_child_group_served(httpd, victim_group):
+    """ReusePortGroups 2 with 2 children; the child of one group is
+    killed with SIGKILL.  200 fresh connections started at once (the
+    kernel hashes each to a group, about half to the dead child's) all
+    succeed, none takes 1 s, and a new child for that group is logged
+    within 1 s of the kill."""
+    h = httpd(conf=cfg("StartServers 2", "ServerLimit 4", "ThreadLimit 4",
+                       "ThreadsPerChild 4", "MaxRequestWorkers 16",
+                       "MinSpareThreads 1", "MaxSpareThreads 64",
+                       "AcceptStrategy reuseport", "ReusePortGroups 2",
+                       DEBUG))
+    h.start()
+    kids = stable_children(h, 2)
+    groups = group_of(h)
+    assert sorted(groups[p] for p in kids) == [0, 1], groups
+    victim = [p for p in kids if groups[p] == victim_group][0]
+    survivor = [p for p in kids if p != victim][0]
+    known = {pid for _, pid, _, _, _ in started(h)}
+
+    pool = ThreadPoolExecutor(max_workers=8)
+    os.kill(victim, signal.SIGKILL)
+    t_kill = time.monotonic()
+    futures = [pool.submit(try_fetch, "127.0.0.1", h.port,
+                           "/small.txt?kill%d" % i) for i in range(200)]
+    replaced_in = None
+    while time.monotonic() - t_kill < 5:
+        new = [(pid, grp) for _, pid, _, _, grp in started(h)
+               if pid not in known]
+        if new:
+            replaced_in = time.monotonic() - t_kill
+            break
+        time.sleep(0.01)
+    results = [f.result() for f in futures]
+    pool.shutdown()
+    slow = [r for r in results if r[0] != 200 or r[1] >= 1.0]
+    times = sorted(t for _, t in results)
+    print("\nkilled group %d: replacement logged after %s s; 200 "
+          "connections: median %.3f s, max %.3f s, not ok or >= 1 s: %d" % (
+              victim_group, None if replaced_in is None
+              else "%.3f" % replaced_in, times[100], times[-1], len(slow)))
+    assert replaced_in is not None, "no new child logged\n" + h.log()[-3000:]
+    assert new == [(new[0][0], victim_group)], new
+    assert replaced_in < 1.0, replaced_in
+    assert slow == [], slow
+    # the new child really serves the dead child's group
+    kids2 = stable_children(h, 2)
+    assert survivor in kids2 and victim not in kids2, (kids, kids2)
+    counts = wait_logged(h, "?kill", 200)
+    assert sum(counts.values()) == 200
+    assert counts.get(new[0][0], 0) > 0, counts
+    assert len(re.findall(r"killed by signal 9", h.log())) == 1
+
+
+# -- IPv6 ------------------------------------------------------------------
+
+@pytest.mark.parametrize("strategy", ["reuseport", "exclusive"])
+def test_accept_ipv4_and_ipv6_together(httpd, strategy):
+    """Listen on 127.0.0.1 and [::1] (same port): 40 fresh connections
+    per address all succeed; with 3 reuseport groups both addresses are
+    served by the children of every group."""
+    extra = ["ReusePortGroups 3"] if strategy == "reuseport" else []
+    h = httpd(listen=BOTH, conf=cfg(
+        "StartServers 3", "ServerLimit 4", "ThreadLimit 4",
+        "ThreadsPerChild 4", "MaxRequestWorkers 16", "MinSpareThreads 1",
+        "MaxSpareThreads 64", "AcceptStrategy %s" % strategy, DEBUG,
+        *extra))
+    h.start()
+    kids = stable_children(h, 3)
+    results = {}
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for addr in ("127.0.0.1", "::1"):
+            results[addr] = list(pool.map(
+                lambda i, a=addr: try_fetch(a, h.port, "/small.txt?v6%d" % i),
+                range(40)))
+    for addr, res in results.items():
+        bad = [r for r in res if r[0] != 200]
+        assert bad == [], (addr, bad)
+    done, failed, non2xx, out = run_load(
+        "http://[::1]:%d/small.txt?v6ab" % h.port, 500, 8)
+    assert (done, failed, non2xx) == (500, 0, 0), out
+    wait_logged(h, "?v6", 80 + 500)
+    by_client = clients_of(h, "?v6")
+    print("\n%s: pids serving each address: %r" % (
+        strategy, {a: sorted(p) for a, p in by_client.items()}))
+    assert set(by_client) == {"127.0.0.1", "::1"}, by_client
+    if strategy == "reuseport":
+        groups = group_of(h)
+        assert sorted(groups[p] for p in kids) == [0, 1, 2], groups
+        for addr, pids in by_client.items():
+            assert pids == set(kids), (addr, pids, kids)
+    assert h.children() == kids
+    assert bad_log_lines(h) == []
+
+
+# -- configuration errors and warnings -------------------------------------
+
+def no_crash(r):
+    """A finished apache2: not killed by a signal."""
+    assert r.returncode >= 0, "apache2 died of signal %d" % -r.returncode
+
+
+@pytest.mark.parametrize("lines,words", [
+    (["AcceptStrategy bogus"], ["AcceptStrategy", "bogus"]),
+    (["AcceptStrategy"], ["AcceptStrategy"]),
+    (["AcceptStrategy reuseport", "ReusePortGroups 0"],
+     ["ReusePortGroups", "0"]),
+    (["AcceptStrategy reuseport", "ReusePortGroups abc"],
+     ["ReusePortGroups", "abc"]),
+    (["AcceptStrategy reuseport", "ReusePortGroups -2"],
+     ["ReusePortGroups", "-2"]),
+    (["AcceptStrategy reuseport", "ReusePortGroups 2x"],
+     ["ReusePortGroups", "2x"]),
+    (["<VirtualHost 127.0.0.1:*>", "AcceptStrategy exclusive",
+      "</VirtualHost>"], ["AcceptStrategy"]),
+])
+def test_accept_bad_config_rejected(httpd, lines, words):
+    h = httpd(conf=cfg(*lines))
+    r = h.configtest()
+    out = r.stdout + r.stderr
+    no_crash(r)
+    assert r.returncode != 0, out
+    for w in words:
+        assert w in out, (w, out)
+    # and a real start fails the same way, promptly
+    p = subprocess.run(["/usr/sbin/apache2", "-f", h.conf_path,
+                        "-DFOREGROUND"], capture_output=True, text=True,
+                       timeout=20)
+    no_crash(p)
+    assert p.returncode != 0
+    assert words[0] in p.stdout + p.stderr
+
+
+@pytest.mark.parametrize("strategy", ["mutex", "preemptive", "exclusive"])
+def test_accept_reuseport_groups_ignored_with_warning(httpd, strategy):
+    """ReusePortGroups with another strategy: -t passes with a warning
+    naming ReusePortGroups; the server starts, warns once, serves, and
+    warns again in the error log after a graceful restart."""
+    conf = cfg("StartServers 2", "ThreadsPerChild 4", "MaxRequestWorkers 16",
+               "AcceptStrategy %s" % strategy, "ReusePortGroups 3", DEBUG)
+    h = httpd(conf=conf)
+    r = h.configtest()
+    out = r.stdout + r.stderr
+    no_crash(r)
+    assert r.returncode == 0, out
+    assert "ReusePortGroups" in out and strategy in out, out
+    h.start()
+    proc = h.proc
+    done, failed, non2xx, ab = run_load(h.url("/small.txt"), 300, 4)
+    assert (done, failed, non2xx) == (300, 0, 0), ab
+    # every child runs the configured strategy, one group only
+    assert {(st, k) for _, _, _, st, k in started(h)} == {(strategy, 0)}
+    before = set(h.children())
+    h.graceful()
+    h.wait_for(lambda: set(h.children()) - before, timeout=5,
+               what="new generation")
+    h.wait_for(lambda: "ReusePortGroups" in h.log(), timeout=5,
+               what="warning in the error log after a restart")
+    assert fetch("127.0.0.1", h.port, "/small.txt")[0] == 200
+    assert h.stop() == 0
+    console = proc.stdout.read().decode(errors="replace")
+    assert console.count("ReusePortGroups") == 1, console
+    assert bad_log_lines(h) == []
+
+
+def test_accept_reuseport_groups_above_max_children_warns(httpd):
+    """ReusePortGroups 8 where at most 4 children may run
+    (MaxRequestWorkers 16 / ThreadsPerChild 4): a child per group is
+    impossible, so the MPM uses 4 groups; like every other clamp of a
+    configured value, that must be said (a warning naming
+    ReusePortGroups), not done silently."""
+    h = httpd(conf=cfg("StartServers 2", "ServerLimit 4", "ThreadLimit 4",
+                       "ThreadsPerChild 4", "MaxRequestWorkers 16",
+                       "AcceptStrategy reuseport", "ReusePortGroups 8",
+                       DEBUG))
+    r = h.configtest()
+    no_crash(r)
+    assert r.returncode == 0, r.stdout + r.stderr
+    h.start()
+    proc = h.proc
+    kids = stable_children(h, 4)
+    assert sorted(group_of(h)[p] for p in kids) == [0, 1, 2, 3]
+    assert len(listen_inodes(h.port)) == 4
+    assert fetch("127.0.0.1", h.port, "/small.txt")[0] == 200
+    assert h.stop() == 0
+    said = (r.stdout + r.stderr + proc.stdout.read().decode(errors="replace")
+            + h.log())
+    lines = [l for l in said.splitlines() if "ReusePortGroups" in l]
+    print("\nReusePortGroups 8 with 4 children at most: %r" % lines)
+    assert lines, "ReusePortGroups 8 silently reduced to 4 groups"
+
+
+def test_accept_reuseport_groups_change_needs_full_restart(httpd):
+    """ReusePortGroups 2 -> 3 on a graceful restart: the running 2 groups
+    are kept (with a warning), requests keep succeeding."""
+    base = ("StartServers 2", "ServerLimit 8", "ThreadLimit 4",
+            "ThreadsPerChild 4", "MaxRequestWorkers 32",
+            "MinSpareThreads 1", "MaxSpareThreads 64",
+            "AcceptStrategy reuseport", DEBUG)
+    h = httpd(conf=cfg(*base, "ReusePortGroups 2"))
+    h.start()
+    stable_children(h, 2)
+    load = Load(h.url("/small.txt?chg"), 200000, 6, timelimit=4)
+    load.start()
+    time.sleep(0.8)
+    h.set_conf(cfg(*base, "ReusePortGroups 3"))
+    before = set(h.children())
+    h.graceful()
+    h.wait_for(lambda: set(h.children()) - before, timeout=5,
+               what="new generation")
+    assert load.is_alive()
+    done, failed, non2xx, out = load.finish()
+    assert failed == 0 and non2xx == 0, out
+    assert re.search(r"keeping 2 listener groups", h.log()), h.log()[-3000:]
+    gen1 = [k for _, _, g, _, k in started(h) if g == 1]
+    assert gen1 and set(gen1) <= {0, 1}, started(h)
+    assert bad_log_lines(h) == []
