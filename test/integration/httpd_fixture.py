@@ -16,7 +16,9 @@ import time
 import urllib.request
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-BUILD = os.path.join(REPO, "build")
+# HYB_BUILD_DIR: take the modules from another build (make asan); that
+# build is made by its own target, so build() does not run make for it.
+BUILD = os.environ.get("HYB_BUILD_DIR") or os.path.join(REPO, "build")
 STOCK_MODULES = "/usr/lib/apache2/modules"
 APACHE2 = "/usr/sbin/apache2"
 
@@ -27,9 +29,23 @@ BASE_MODULES = ["authz_core", "authz_host", "mime", "dir", "alias",
 _built = False
 
 
+def apache_env():
+    """Environment for apache2: ours plus HYB_APACHE_ENV, whitespace-
+    separated NAME=value pairs (make asan: LD_PRELOAD of libasan), or None
+    (inherit) when that is unset."""
+    extra = os.environ.get("HYB_APACHE_ENV", "").split()
+    if not extra:
+        return None
+    env = dict(os.environ)
+    env.update(kv.split("=", 1) for kv in extra if "=" in kv)
+    return env
+
+
 def build():
     """Run `make` once per test session; fail loudly with its output."""
     global _built
+    if os.environ.get("HYB_BUILD_DIR"):
+        _built = True
     if not _built:
         r = subprocess.run(["make", "-C", REPO], capture_output=True, text=True)
         if r.returncode != 0:
@@ -204,7 +220,8 @@ class Httpd:
     def cmd(self, *args, timeout=30):
         """Run apache2 with this config and extra args; returns CompletedProcess."""
         return subprocess.run([APACHE2, "-f", self.conf_path, *args],
-                               capture_output=True, text=True, timeout=timeout)
+                               capture_output=True, text=True, timeout=timeout,
+                               env=apache_env())
 
     def configtest(self):
         return self.cmd("-t")
@@ -213,7 +230,7 @@ class Httpd:
         self.proc = subprocess.Popen(
             [APACHE2, "-f", self.conf_path, "-DFOREGROUND", *extra],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            start_new_session=True)
+            start_new_session=True, env=apache_env())
         self.pid = self.proc.pid
         if wait:
             self.wait_ready(timeout)
