@@ -299,6 +299,20 @@ static int reuseport_groups(void)
     return rp ? rp->groups : 1;
 }
 
+static void drop_fd(hyb_child *ch, apr_socket_t *sd)
+{
+    apr_os_sock_t fd;
+
+    if (apr_os_sock_get(&fd, sd) == APR_SUCCESS && fd >= 0) {
+        if (ch->placeholder_fd >= 0) {
+            dup2(ch->placeholder_fd, fd);
+        }
+        else {
+            close(fd);
+        }
+    }
+}
+
 static apr_status_t reuseport_child_init(hyb_child *ch)
 {
     hyb_pollset *ps = apr_pcalloc(ch->pool, sizeof(*ps));
@@ -308,14 +322,20 @@ static apr_status_t reuseport_child_init(hyb_child *ch)
     if (g < 0 || g >= rp->groups) {
         g = 0;
     }
-    /* Only this group's queue is ours: drop the other groups' sockets so
-     * this child's exit never matters to them (the parent holds them). */
+    /* Only this group's queue is ours: let go of the other groups'
+     * sockets, httpd's own (group 0) included, so that a stop of this
+     * child closes every listener it had (the parent holds them all).
+     * dup2() keeps the fd numbers taken, as release_listeners does. */
     for (rs = rp->socks; rs; rs = rs->next) {
         if (rs->group != g) {
-            apr_os_sock_t fd;
+            drop_fd(ch, rs->lr.sd);
+        }
+    }
+    if (g != 0) {
+        ap_listen_rec *lr;
 
-            apr_os_sock_get(&fd, rs->lr.sd);
-            close(fd);
+        for (lr = ap_listeners; lr; lr = lr->next) {
+            drop_fd(ch, lr->sd);
         }
     }
     ch->accept_state = ps;

@@ -197,14 +197,14 @@ static hyb_child *child_create(int slot, int group)
  * children started together do not all recycle together. */
 static void set_connection_budget(hyb_child *ch)
 {
-    apr_uint32_t max = (apr_uint32_t)ap_max_requests_per_child;
+    int max = ap_max_requests_per_child;
 
     ch->limit_conns = max > 0;
     if (max > 0) {
-        apr_uint32_t jitter = max >= 4 ? (apr_uint32_t)getpid() % (max / 4)
-                                       : 0;
+        int jitter = max >= 4 ? (int)(getpid() % (max / 4)) : 0;
 
         ch->conns_left = max - jitter;
+        ch->notice_at = (max - jitter) / 8;
     }
 }
 

@@ -367,6 +367,13 @@ static int hyb_check_config(apr_pool_t *p, apr_pool_t *plog,
                      "%s", conf.strategy->name, why);
         return !OK;
     }
+    if (conf.reuseport_groups > conf.daemons_limit
+        && conf.strategy->id == HYBRID_ACCEPT_REUSEPORT) {
+        warn(s, "ReusePortGroups %d exceeds the %d children MaxRequestWorkers "
+             "/ ThreadsPerChild allows (each group needs a child), using %d "
+             "groups", conf.reuseport_groups, conf.daemons_limit,
+             conf.daemons_limit);
+    }
     if (conf.reuseport_groups && conf.strategy->id != HYBRID_ACCEPT_REUSEPORT) {
         warn(s, "ReusePortGroups applies only to AcceptStrategy reuseport "
              "and is ignored with AcceptStrategy %s", conf.strategy->name);

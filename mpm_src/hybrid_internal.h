@@ -73,7 +73,7 @@
 #define HYB_NOTE_SIZE        4
 #define HYB_NOTE_CHILD_EXIT  'C'     /* SIGCHLD */
 #define HYB_NOTE_SHORT       'S'     /* a child has no idle thread left */
-#define HYB_NOTE_RETIRING    'R'     /* a child stops accepting on its own */
+#define HYB_NOTE_RETIRING    'R'     /* a child used up its connections */
 
 /* Log tags for this module's own messages. */
 #define HYBLOGNO(n) "HYB" #n ": "
@@ -120,6 +120,7 @@ typedef struct hyb_slot {
     int generation;
     int group;
     int quiescing;           /* told to finish and exit */
+    int retire_wanted;       /* used up MaxConnectionsPerChild */
     apr_time_t started;
     apr_uint32_t spawned;    /* children ever started in this slot */
 } hyb_slot;
@@ -242,8 +243,9 @@ struct hyb_child {
     int threaded;             /* ThreadsPerChild > 1 */
     int wake_fd[2];           /* readable once the child stops accepting */
     volatile apr_uint32_t stop; /* hyb_stop_mode, set once upwards */
-    volatile apr_uint32_t conns_left; /* MaxConnectionsPerChild budget */
+    volatile apr_int32_t conns_left; /* MaxConnectionsPerChild budget */
     int limit_conns;
+    apr_int32_t notice_at;    /* conns_left at which the parent is told */
     apr_thread_mutex_t *accept_turn; /* one thread per child in accept */
     hyb_thread *threads;
     volatile apr_uint32_t live_threads;

@@ -20,11 +20,13 @@ typedef struct parent_loop {
     apr_time_t last_maintenance;
     int ticks;
     int *per_group;           /* active children per listener group */
+    int stopping;             /* leaving the generation: start nothing */
 } parent_loop;
 
 static hyb_spare_in take_snapshot(int *per_group);
 static int smallest_group(const int *per_group);
 static void cover_groups(int *per_group);
+static int take_free_slot(void);
 
 /* ------------------------------------------------------------------ */
 /* Waking the parent: SIGCHLD and children write one byte to a pipe.   */
@@ -63,22 +65,15 @@ static void install_sigchld(void)
                               apr_pool_cleanup_null);
 }
 
-/* A child says it stops accepting on its own (MaxConnectionsPerChild).
- * The slot number is the child's word, so it is only used to look up a
- * pid in the parent's own table; the worst a lying child can do is get
- * another child replaced early. */
+/* A child says it has used up MaxConnectionsPerChild.  The slot number
+ * is the child's word, so it only selects an entry of the parent's own
+ * table; the worst a lying child can do is get another child replaced
+ * early.  The request is acted on in retire_requested(). */
 static void note_retiring(int slot)
 {
-    hyb_slot *ps;
-
-    if (slot < 0 || slot >= retained->max_daemon_used) {
-        return;
-    }
-    ps = &retained->slots[slot];
-    if (ps->pid && !ps->quiescing) {
-        ps->quiescing = 1;
-        ap_get_scoreboard_process(slot)->quiescing = 1;
-        hyb_stats_note_state(slot, HYBRID_SLOT_GRACEFUL);
+    if (slot >= 0 && slot < retained->max_daemon_used
+        && retained->slots[slot].pid) {
+        retained->slots[slot].retire_wanted = 1;
     }
 }
 
@@ -141,6 +136,66 @@ static void log_unexpected_exit(int slot, pid_t pid, apr_exit_why_e why,
     }
 }
 
+/* Threads of a slot busy with a connection (keep-alive included).  The
+ * scoreboard is the children's: this only decides when to retire. */
+static int slot_busy_threads(int slot)
+{
+    int t, n = 0;
+
+    for (t = 0; t < conf.threads_per_child; t++) {
+        int st = ap_scoreboard_image->servers[slot][t].status;
+
+        n += st > SERVER_READY && st != SERVER_GRACEFUL;
+    }
+    return n;
+}
+
+/* Retires a child that is about to use up MaxConnectionsPerChild.  With
+ * several listener groups the child keeps accepting until its replacement
+ * for the same group has started (its group's queue must never be without
+ * a taker), so the replacement comes first.  If no slot is free for it,
+ * the child is retired the moment it holds no connection: it then exits
+ * at once, its slot frees and the group is refilled within milliseconds,
+ * instead of waiting out a keep-alive connection.  With one shared queue
+ * the child stops accepting by itself and is only marked here. */
+static void retire_requested(int slot, int *per_group)
+{
+    hyb_slot *ps = &retained->slots[slot];
+    int spare;
+
+    if (!ps->pid || ps->quiescing) {
+        ps->retire_wanted = 0;
+        return;
+    }
+    if (hyb_groups() > 1) {
+        spare = apr_time_now() < retained->next_fork_try ? -1
+                                                         : take_free_slot();
+        if (spare >= 0 && hyb_spawn(spare, ps->group) == 0) {
+            per_group[ps->group]++;
+        }
+        else if (slot_busy_threads(slot) > 0) {
+            return;                    /* try again next pass */
+        }
+    }
+    ps->retire_wanted = 0;
+    ps->quiescing = 1;
+    ap_get_scoreboard_process(slot)->quiescing = 1;
+    hyb_stats_note_state(slot, HYBRID_SLOT_GRACEFUL);
+    hyb_signal_child(slot, AP_SIG_GRACEFUL);
+}
+
+static void process_retirements(parent_loop *pl)
+{
+    int i;
+
+    for (i = 0; i < retained->max_daemon_used; i++) {
+        if (retained->slots[i].retire_wanted) {
+            take_snapshot(pl->per_group);
+            retire_requested(i, pl->per_group);
+        }
+    }
+}
+
 static void child_exited(parent_loop *pl, apr_proc_t *proc,
                          apr_exit_why_e why, int status)
 {
@@ -173,9 +228,9 @@ static void child_exited(parent_loop *pl, apr_proc_t *proc,
         retained->spawn_rate = 1;   /* resource shortage: go slow */
         return;
     }
-    if (pl->fatal || retained->mpm->restart_pending
+    if (pl->fatal || pl->stopping || retained->mpm->restart_pending
         || retained->mpm->shutdown_pending) {
-        return;
+        return;                 /* no replacements on the way out */
     }
     /* A crashed current child is replaced at once (its reuseport group or
      * share of the load must not wait a tick), a few times per tick. */
@@ -405,6 +460,7 @@ static void loop_once(parent_loop *pl)
     if (pl->fatal) {
         return;
     }
+    process_retirements(pl);
     now = apr_time_now();
     if (now >= pl->next_tick) {
         pl->next_tick = now + HYB_TICK;
@@ -482,6 +538,7 @@ static void graceful_stop(parent_loop *pl)
 static int finish_generation(parent_loop *pl)
 {
     retained->mpm->mpm_state = AP_MPMQ_STOPPING;
+    pl->stopping = 1;
 
     if (pl->fatal) {
         ap_log_error(APLOG_MARK, APLOG_ALERT, 0, ap_server_conf,

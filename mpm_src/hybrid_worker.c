@@ -64,14 +64,30 @@ static hyb_accept_rc take_connection(hyb_child *ch, apr_socket_t **csd,
     return rc;
 }
 
-/* Counts the connection against MaxConnectionsPerChild; the thread that
- * takes the last one starts the child's graceful exit and tells the
- * parent, which starts the replacement before this child is gone. */
+/* Counts the connection against MaxConnectionsPerChild.  With one shared
+ * queue the child stops accepting when it is used up (the other children
+ * take the queue) and tells the parent, which starts a replacement at
+ * once.  With several listener groups the child's group must never be
+ * without a taker: it tells the parent an eighth of the budget early, so
+ * the replacement is usually running before the budget is spent, and it
+ * goes on accepting until the parent tells it to go (the note is repeated
+ * every 16 connections in case the pipe was full). */
 static void spend_connection(hyb_child *ch)
 {
-    if (ch->limit_conns
-        && __atomic_sub_fetch(&ch->conns_left, 1, __ATOMIC_SEQ_CST) == 0) {
-        hyb_child_request_stop(ch, HYB_STOP_GRACEFUL);
+    apr_int32_t left;
+
+    if (!ch->limit_conns) {
+        return;
+    }
+    left = __atomic_sub_fetch(&ch->conns_left, 1, __ATOMIC_SEQ_CST);
+    if (hyb_groups() == 1) {
+        if (left == 0) {
+            hyb_child_request_stop(ch, HYB_STOP_GRACEFUL);
+            hyb_notify_parent(ch, HYB_NOTE_RETIRING);
+        }
+        return;
+    }
+    if (left == ch->notice_at || (left < ch->notice_at && -left % 16 == 0)) {
         hyb_notify_parent(ch, HYB_NOTE_RETIRING);
     }
 }
