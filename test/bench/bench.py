@@ -45,7 +45,7 @@ class Config:
         self.cores = os.cpu_count() or 1
         self.rounds = env("BENCH_ROUNDS", 1 if q else 3, int)
         self.duration = env("BENCH_DURATION", 1 if q else 2, int)
-        self.warmup = env("BENCH_WARMUP", 0.2 if q else 0.5, float)
+        self.warmup = env("BENCH_WARMUP", 0.2 if q else 0.3, float)
         self.budget = env("BENCH_BUDGET", 200, int)
         self.tpc = env("BENCH_TPC", 25, int)
         self.sleep_ms = env("BENCH_SLEEP_MS", 5, int)
@@ -217,9 +217,18 @@ def url_for(srv, w, cfg):
     return srv.url(S.SMALL)
 
 
-def run_main_round(c, rnd, cfg, docroot, source, prog, results):
-    works = [w for w in MAIN if w in cfg.workloads
-             and not (c.kind == "nginx" and w == "blocking")]
+def in_order(items, rnd):
+    """Round 0, 2, 4 ... in the given order, the others reversed."""
+    return list(items) if rnd % 2 == 0 else list(reversed(items))
+
+
+def main_workloads(c, cfg):
+    return [w for w in MAIN if w in cfg.workloads
+            and not (c.kind == "nginx" and w == "blocking")]
+
+
+def run_main(c, works, rnd, cfg, docroot, source, prog, results):
+    """Start contender c, run `works` (main workloads) against it, stop."""
     if not works:
         return
     try:
@@ -375,25 +384,32 @@ def machine_info():
         "apache": first([S.fx.APACHE2, "-v"]),
         "nginx": first([S.NGINX, "-v"]) if os.path.exists(S.NGINX) else "-",
         "wrk": first([L.WRK, "-v"]),
+    }
+
+
+def build_info():
+    """Which build the run uses: taken when the modules are copied."""
+    def first(cmd):
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+        return r.stdout.strip()
+    return {
         "hybrid_so": (time.strftime("%Y-%m-%d %H:%M",
                                     time.localtime(os.path.getmtime(
                                         S.HYBRID_SO)))
                       if os.path.exists(S.HYBRID_SO) else None),
         "git": first(["git", "-C", S.REPO, "describe", "--always",
-                      "--dirty"]),
+                      "--dirty"]) or "?",
     }
 
 
 def plan(cfg, chosen):
     apache = [c for c in chosen if c.kind == "apache"]
-    main_w = [w for w in MAIN if w in cfg.workloads]
     steps, secs = 0, 0.0
     for c in chosen:
-        ws = [w for w in main_w if not (c.kind == "nginx" and w == "blocking")]
-        if ws:
-            steps += cfg.rounds * len(ws)
-            secs += cfg.rounds * (0.6 + cfg.warmup + len(ws) *
-                                  (cfg.duration + 0.15))
+        ws = main_workloads(c, cfg)
+        steps += cfg.rounds * len(ws)
+        secs += cfg.rounds * len(ws) * (0.6 + cfg.warmup + cfg.duration +
+                                        0.15)
     if "burst" in cfg.workloads:
         steps += cfg.burst_rounds * len(apache)
         secs += cfg.burst_rounds * len(apache) * (
@@ -418,6 +434,7 @@ def main():
             "(threaded: %d children x %d threads; prefork-like: %d x 1)" % (
                 " (BENCH_QUICK)" if cfg.quick else "", cfg.cores, cfg.budget,
                 cfg.budget // cfg.tpc, cfg.tpc, cfg.budget))
+        build = build_info()
         chosen, source = preflight(cfg, docroot, os.path.join(tmp, "modules"),
                                    notes)
         if not chosen:
@@ -432,15 +449,23 @@ def main():
         foreign = [foreign_load()]
         load0 = os.getloadavg()
 
+        # A fresh server per contender and workload, contenders
+        # interleaved within each workload: on a shared machine the load
+        # drifts over minutes, and this keeps the runs that are compared
+        # with each other (one workload, one round) about 30 s apart.
+        # Every other round runs the contenders in reverse (A B C, C B A)
+        # so a drift within a round does not always hit the same ones.
         if any(w in cfg.workloads for w in MAIN):
             for rnd in range(cfg.rounds):
-                for c in chosen:
-                    run_main_round(c, rnd, cfg, docroot, source, prog,
-                                   results)
-                foreign.append(foreign_load())
+                for w in MAIN:
+                    for c in in_order(chosen, rnd):
+                        if w in main_workloads(c, cfg):
+                            run_main(c, [w], rnd, cfg, docroot, source,
+                                     prog, results)
+                    foreign.append(foreign_load())
         if "burst" in cfg.workloads:
             for rnd in range(cfg.burst_rounds):
-                for c in chosen:
+                for c in in_order(chosen, rnd):
                     if c.kind == "apache":
                         run_burst(c, rnd, cfg, docroot, source, prog,
                                   results)
@@ -449,7 +474,7 @@ def main():
         if "sizing" in cfg.workloads:
             sz = sizing_contender(chosen, cfg)
             for rnd in range(cfg.sizing_rounds):
-                for n in cfg.sizing_ns:
+                for n in in_order(cfg.sizing_ns, rnd):
                     run_sizing_point(sz, n, rnd, cfg, docroot, source, prog,
                                      sizing)
             foreign.append(foreign_load())
@@ -459,7 +484,7 @@ def main():
             "started": started.isoformat(timespec="seconds"),
             "finished": finished.isoformat(timespec="seconds"),
             "elapsed_s": round(prog.elapsed(), 1),
-            "machine": machine_info(),
+            "machine": dict(machine_info(), **build),
             "config": cfg.describe(),
             "contenders": [{"name": c.name, "kind": c.kind, "mpm": c.mpm,
                             "threads": c.threads, "strategy": c.strategy,
@@ -490,5 +515,27 @@ def main():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def render(path, out=None):
+    """Rebuild report.md and report.png from a saved results.json."""
+    with open(path) as f:
+        run = json.load(f)
+    out = out or os.path.dirname(os.path.abspath(path))
+    os.makedirs(out, exist_ok=True)
+    md = R.markdown(run)
+    with open(os.path.join(out, "report.md"), "w") as f:
+        f.write(md)
+    png = R.chart(run, out)
+    say(md)
+    say("written: %s%s" % (os.path.join(out, "report.md"),
+                           ", " + png if png else " (no chart: %s)" %
+                           R.last_chart_error))
+
+
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) > 2 and sys.argv[1] == "--render":
+        render(sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else None)
+    elif len(sys.argv) > 1:
+        sys.exit("usage: bench.py [--render results.json [outdir]]\n"
+                 "(settings come from BENCH_* variables, see README.md)")
+    else:
+        main()

@@ -17,6 +17,11 @@ WORKLOAD_TITLES = {
     "10k": "3. 10 KB static file (sendfile)",
     "blocking": "4. blocking handler",
 }
+# Distinct line colours for up to 12 contenders (gnuplot's default cycle
+# has 8, so two contenders would share a colour).
+COLOURS = ["#9400d3", "#009e73", "#56b4e9", "#e69f00", "#000000",
+           "#0072b2", "#d55e00", "#cc79a7", "#999999", "#8b4513",
+           "#228b22", "#ff1493"]
 GOALS = {"keepalive": 1.10, "close": 1.25, "blocking_p99": 0.70,
          "jain": 0.98, "burst_s": 1.0}
 
@@ -128,6 +133,9 @@ def aggregate(run):
                 "rounds": len(rows),
                 "failed": len(rows) - len(good),
                 "rps": med([r["rps"] for r in good]),
+                "range": ("%s–%s" % (f_rps(min(r["rps"] for r in good)),
+                                     f_rps(max(r["rps"] for r in good)))
+                          if len(good) > 1 else ""),
                 "p50": med([r.get("p50") for r in good]),
                 "p99": med([r.get("p99") for r in good]),
                 "errors": sum(r.get("errors", 0) for r in good),
@@ -313,7 +321,7 @@ def markdown(run):
                  ", child_status" if run["share_source"] == "child-status"
                  else ""))
     L.append("- load: wrk on 127.0.0.1, %d round(s) interleaved across "
-             "contenders, %g s per measurement, medians over rounds; ratio "
+             "contenders, %g s per measurement, medians over rounds (range: lowest–highest over rounds); ratio "
              "= contender ÷ best stock MPM of the same round (req/s: higher "
              "is better; p99: lower is better)" % (
                  cfg["rounds"], cfg["duration"]))
@@ -384,12 +392,13 @@ def markdown(run):
             a = agg.get(n, {}).get(w)
             if not a:
                 continue
-            rows.append([n, f_rps(a["rps"]), f_ratio(a["ratio"]),
+            rows.append([n, f_rps(a["rps"]), a["range"], f_ratio(a["ratio"]),
                          f_ms(a["p50"]), f_ms(a["p99"]),
                          f_ratio(a["p99_ratio"]), a["errors"],
                          "%d/%d" % (a["failed"], a["rounds"])
                          if a["failed"] else ""])
-        L.append(table(["contender", "req/s", "× best stock", "p50 ms",
+        L.append(table(["contender", "req/s", "range", "× best stock",
+                        "p50 ms",
                         "p99 ms", "p99 × best", "errors", "failed runs"],
                        rows))
         L.append("")
@@ -428,8 +437,9 @@ def markdown(run):
         L.append("")
         L.append("Idle children: children that served no request in the "
                  "run.  Jain if random: the index expected if every request "
-                 "picked a child at random; with few requests per child "
-                 "even a fair server cannot score higher.")
+                 "picked a child at random (as a reuseport hash does); a "
+                 "server that hands out work in turn can score higher, a "
+                 "random one cannot be expected to.")
         L.append("")
 
     # sizing
@@ -453,6 +463,11 @@ def markdown(run):
 
 
 # -- chart --------------------------------------------------------------------
+
+def single_threaded(run, name):
+    return any(c["name"] == name and c["threads"] == 1
+               for c in run["contenders"])
+
 
 def chart(run, out):
     """report.png next to report.md; returns its path or None."""
@@ -548,10 +563,12 @@ def chart(run, out):
                  "StartServers 1'")
         p.append("set xlabel 'seconds since the burst began'")
         p.append("set ylabel 'fraction ready'; set yrange [0:1.1]")
-        p.append("set key bottom right")
+        p.append("set key bottom right title 'dashed: 1 thread per child'")
         p.append("plot " + ", ".join(
-            "'%s' index %d using 1:2 with lines lw 2 title '%s'" % (
-                os.path.join(out, "burst.dat"), i, n)
+            "'%s' index %d using 1:2 with lines lw 2 lc rgb '%s' dt %d "
+            "title '%s'" % (os.path.join(out, "burst.dat"), i,
+                            COLOURS[names.index(n) % len(COLOURS)],
+                            2 if single_threaded(run, n) else 1, n)
             for i, n in enumerate(burst_names)))
     p.append("unset multiplot")
     with open(gp, "w") as f:
