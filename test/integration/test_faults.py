@@ -35,7 +35,7 @@ import time
 
 import pytest
 
-from httpd_fixture import APACHE2, alive, descendants, run_load
+from httpd_fixture import APACHE2, alive, apache_env, descendants, run_load
 
 FULL = os.environ.get("HYB_FAULTS_FULL") == "1"
 STRATEGIES = ["mutex", "preemptive", "reuseport", "exclusive"]
@@ -353,7 +353,7 @@ def test_faults_config_error(httpd, lines, words, by_t):
                 assert w in out, (w, out)
         p = subprocess.Popen([APACHE2, "-f", h.conf_path, "-DFOREGROUND"],
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                             start_new_session=True)
+                             start_new_session=True, env=apache_env())
         try:
             out, _ = p.communicate(timeout=20)
         except subprocess.TimeoutExpired:
