@@ -134,3 +134,38 @@ bench: test-modules
 	@$(MAKE) --no-print-directory all || \
 	    echo "bench: make all failed; hybrid contenders will be skipped"
 	@BENCH_QUICK='$(BENCH_QUICK)' /usr/bin/python3 test/bench/bench.py
+
+# ---------------------------------------------------------------------------
+# Fault suite (test/integration/test_faults.py, test/faults/README.md).
+#
+#   make test          runs test_faults.py REDUCED (HYB_FAULTS_FULL unset):
+#                      every scenario, fewer repetitions and combinations
+#                      (20 gracefuls, 10 s of MaxConnectionsPerChild 20,
+#                      5 s kill -9 storms, 200 slowloris clients), ~6 min
+#   make test-faults   only test_faults.py, FULL (HYB_FAULTS_FULL=1): the
+#                      issue's numbers (100 gracefuls and a minute of
+#                      MaxConnectionsPerChild 20 per strategy/mechanism,
+#                      500 slowloris clients, ...), ~25 min; the numbers
+#                      go to build/faults-report.jsonl and are printed
+#   make asan          both modules with ASan+UBSan into build/asan (build/
+#                      is untouched), the integration suite against them
+#                      with libasan preloaded into apache2, zero sanitizer
+#                      reports required; then apache2 -X under valgrind
+#                      with zero errors from our modules
+
+FAULTS_REPORT ?= $(BUILD)/faults-report.jsonl
+
+.PHONY: test-faults asan
+
+test-faults: deps
+	@$(MAKE) --no-print-directory all
+	@rm -f $(FAULTS_REPORT)
+	@rc=0; $(SCRIPT_ENV) HYB_FAULTS_FULL=1 \
+	    HYB_FAULTS_REPORT='$(abspath $(FAULTS_REPORT))' \
+	    TEST_TIMEOUT=900 TESTS='test_faults.py' PYTEST_ARGS='$(PYTEST_ARGS)' \
+	    scripts/test.sh || rc=$$?; \
+	    /usr/bin/python3 test/faults/summary.py $(FAULTS_REPORT); exit $$rc
+
+asan: deps
+	@$(SCRIPT_ENV) TESTS='$(TESTS)' PYTEST_ARGS='$(PYTEST_ARGS)' \
+	    test/faults/asan.sh
