@@ -43,7 +43,7 @@ define apxs_module
 	    $(EXTRA_CFLAGS) -I../../../$(3) $(notdir $(4)) >build.log 2>&1 \
 	    || { cat build.log; exit 1; }
 	@grep -E 'warning:|error:' $(OBJ)/$(1)/build.log || true
-	cp $(OBJ)/$(1)/.libs/mod_$(1).so $@
+	cp $(OBJ)/$(1)/.libs/mod_$(1).so $@.tmp && mv -f $@.tmp $@
 endef
 
 $(BUILD)/mod_mpm_hybrid.so: $(MPM_SRCS) $(MPM_HDRS) apxs.mk

@@ -25,6 +25,8 @@ prometheus              promtool, checks the Prometheus output of child-status
 chromium                headless screenshots of the status pages
 gnuplot-nox             benchmark plots
 nginx-light             reference server for the benchmark
+prometheus-apache-exporter  checks that ?auto still parses for the exporter
+valgrind                -X under valgrind (faults) and instruction counts
 '
 
 check_only=no
