@@ -45,7 +45,7 @@ class Config:
         self.cores = os.cpu_count() or 1
         self.rounds = env("BENCH_ROUNDS", 1 if q else 3, int)
         self.duration = env("BENCH_DURATION", 1 if q else 2, int)
-        self.warmup = env("BENCH_WARMUP", 0.2 if q else 0.3, float)
+        self.warmup = env("BENCH_WARMUP", 0.1 if q else 0.3, float)
         self.budget = env("BENCH_BUDGET", 200, int)
         self.tpc = env("BENCH_TPC", 25, int)
         self.sleep_ms = env("BENCH_SLEEP_MS", 5, int)
@@ -57,7 +57,7 @@ class Config:
         self.burst_rounds = env("BENCH_BURST_ROUNDS", 1, int)
         self.sizing_rounds = env("BENCH_SIZING_ROUNDS", 1, int)
         c = self.cores
-        mult = [1, 3, 6, 24] if q else [1, 2, 3, 6, 12, 24, 48]
+        mult = [1, 6, 24] if q else [1, 2, 3, 6, 12, 24, 48]
         ns = sorted({1} | {m * c for m in mult})
         self.sizing_ns = env("BENCH_SIZING",
                              [n for n in ns if n <= self.budget],
@@ -408,16 +408,15 @@ def plan(cfg, chosen):
     for c in chosen:
         ws = main_workloads(c, cfg)
         steps += cfg.rounds * len(ws)
-        secs += cfg.rounds * len(ws) * (0.6 + cfg.warmup + cfg.duration +
-                                        0.15)
+        secs += cfg.rounds * len(ws) * (0.3 + cfg.warmup + cfg.duration)
     if "burst" in cfg.workloads:
         steps += cfg.burst_rounds * len(apache)
         secs += cfg.burst_rounds * len(apache) * (
-            1.0 + cfg.burst_idle + cfg.burst_window)
+            0.4 + cfg.burst_idle + cfg.burst_window)
     if "sizing" in cfg.workloads:
         steps += cfg.sizing_rounds * len(cfg.sizing_ns)
         secs += cfg.sizing_rounds * len(cfg.sizing_ns) * (
-            0.8 + cfg.warmup + 2 * (cfg.sizing_duration + 0.15))
+            0.4 + cfg.warmup + 2 * (cfg.sizing_duration + 0.15))
     return steps, secs
 
 
