@@ -121,6 +121,7 @@ typedef struct hyb_slot {
     int group;
     int quiescing;           /* told to finish and exit */
     int retire_wanted;       /* used up MaxConnectionsPerChild */
+    int ready_noted;         /* READY published to the statistics */
     apr_time_t started;
     apr_uint32_t spawned;    /* children ever started in this slot */
 } hyb_slot;

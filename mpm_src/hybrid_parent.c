@@ -292,8 +292,13 @@ static hyb_spare_in take_snapshot(int *per_group)
             per_group[ps->group]++;
         }
         for (t = 0; t < conf.threads_per_child; t++) {
-            if (ap_scoreboard_image->servers[i][t].status <= SERVER_READY) {
-                in.idle_threads++;
+            int st = ap_scoreboard_image->servers[i][t].status;
+
+            in.idle_threads += st <= SERVER_READY;
+            if (!ps->ready_noted && st >= SERVER_READY) {
+                /* first sign of a serving thread: tell status readers */
+                retained->slots[i].ready_noted = 1;
+                hyb_stats_note_state(i, HYBRID_SLOT_READY);
             }
         }
     }

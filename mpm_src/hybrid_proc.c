@@ -106,6 +106,8 @@ static int hyb_spawn(int slot, int group)
     ps->generation = retained->mpm->my_generation;
     ps->group = group;
     ps->quiescing = 0;
+    ps->retire_wanted = 0;
+    ps->ready_noted = 0;
     scoreboard_set_threads(slot, SERVER_STARTING);
 
     block_child_signals(SIG_BLOCK);
