@@ -439,8 +439,9 @@ def test_faults_ipcrm_sysvsem(httpd, tpc):
     h.start()
     kids = set(settle(h))
     run_load(h.url("/small.txt"), 200, 4)
-    sems = h.wait_for(lambda: our_sems(kids | {h.pid}), timeout=5,
-                      what="our semaphore")
+    sems = h.wait_for(lambda: our_sems(kids | set(h.children()) | {h.pid}
+                                       | access_log_pids(h)),
+                      timeout=5, what="our semaphore")
     assert len(sems) == 1, sems
     load = Load(h.url("/small.txt"), seconds=6, concurrency=4)
     load.start()
