@@ -34,6 +34,15 @@ typedef struct rp_retained {
 
 static rp_retained *rp;
 static ap_listen_rec **rp_group_listeners; /* this generation, [G] lists */
+static int rp_use_epoll;                   /* EPOLLEXCLUSIVE available */
+
+/* A child's way of waiting on its group: when several children share a
+ * group, EPOLLEXCLUSIVE wakes one of them per connection and its re-arm
+ * rotates them, as in AcceptStrategy exclusive; plain poll otherwise. */
+typedef struct {
+    hyb_pollset ps;
+    hyb_excl *ex;
+} rp_child;
 
 static int online_cpus(void)
 {
@@ -288,6 +297,7 @@ static apr_status_t reuseport_open(apr_pool_t *p, server_rec *s)
         }
     }
     close_unused(s, "no longer in the Listen configuration");
+    rp_use_epoll = hyb_excl_supported();
     if (retained->startup_pass || !retained->mpm->was_graceful) {
         log_migrate_req(s);
     }
@@ -315,7 +325,7 @@ static void drop_fd(hyb_child *ch, apr_socket_t *sd)
 
 static apr_status_t reuseport_child_init(hyb_child *ch)
 {
-    hyb_pollset *ps = apr_pcalloc(ch->pool, sizeof(*ps));
+    rp_child *rc = apr_pcalloc(ch->pool, sizeof(*rc));
     rp_sock *rs;
     int g = ch->group;
 
@@ -338,8 +348,11 @@ static apr_status_t reuseport_child_init(hyb_child *ch)
             drop_fd(ch, lr->sd);
         }
     }
-    ch->accept_state = ps;
-    return hyb_pollset_build(ch, rp_group_listeners[g], ps);
+    ch->accept_state = rc;
+    if (rp_use_epoll) {
+        return hyb_excl_init(ch, rp_group_listeners[g], &rc->ex);
+    }
+    return hyb_pollset_build(ch, rp_group_listeners[g], &rc->ps);
 }
 
 /* The server is stopping: close every group socket now, so that clients
@@ -360,7 +373,19 @@ static void reuseport_stopping(void)
 static hyb_accept_rc reuseport_accept_one(hyb_child *ch, apr_socket_t **csd,
                                           apr_pool_t *ptrans)
 {
-    return hyb_wait_and_accept(ch, ch->accept_state, csd, ptrans);
+    rp_child *rc = ch->accept_state;
+
+    return rc->ex ? hyb_excl_wait_and_accept(ch, rc->ex, csd, ptrans)
+                  : hyb_wait_and_accept(ch, &rc->ps, csd, ptrans);
+}
+
+static void reuseport_child_exit(hyb_child *ch)
+{
+    rp_child *rc = ch->accept_state;
+
+    if (rc) {
+        hyb_excl_close(rc->ex);
+    }
 }
 
 static const hyb_strategy accept_reuseport = {
@@ -369,7 +394,7 @@ static const hyb_strategy accept_reuseport = {
     reuseport_open,
     reuseport_child_init,
     reuseport_accept_one,
-    NULL,
+    reuseport_child_exit,
     NULL,
     reuseport_configure,
     reuseport_groups,

@@ -186,3 +186,141 @@ static hyb_accept_rc hyb_wait_and_accept(hyb_child *ch, hyb_pollset *ps,
     }
     return HYB_ACCEPT_RETRY;
 }
+
+/* ------------------------------------------------------------------ */
+/* Waiting with EPOLLEXCLUSIVE: one waiting child is woken per connection.
+ *
+ * The kernel wakes exclusive waiters in the order they registered and
+ * skips epoll sets nobody is waiting in, so the first child to register
+ * would get nearly every connection at moderate load.  Every
+ * HYB_REARM_EVERY accepts a child deletes and re-adds its listeners, which
+ * moves it to the back of the line (nginx re-adds its listeners for the
+ * same reason). */
+
+#define HYB_REARM_EVERY 8
+
+struct hyb_excl {
+    int epfd;
+    int nlisten;
+    int *fds;                 /* listener fds; epoll data = index */
+    ap_listen_rec **lrs;
+    unsigned accepts;         /* since the last re-arm */
+};
+
+/* On kernels with EPOLLEXCLUSIVE, EPOLL_CTL_MOD of an exclusive entry is
+ * refused with EINVAL; older kernels silently ignore the unknown flag. */
+static int hyb_excl_supported(void)
+{
+    int ep = epoll_create1(EPOLL_CLOEXEC), fds[2], ok = 0;
+    struct epoll_event ev;
+
+    if (ep < 0) {
+        return 0;
+    }
+    if (pipe(fds) == 0) {
+        memset(&ev, 0, sizeof(ev));
+        ev.events = EPOLLIN | EPOLLEXCLUSIVE;
+        if (epoll_ctl(ep, EPOLL_CTL_ADD, fds[0], &ev) == 0) {
+            ok = epoll_ctl(ep, EPOLL_CTL_MOD, fds[0], &ev) < 0
+                 && errno == EINVAL;
+        }
+        close(fds[0]);
+        close(fds[1]);
+    }
+    close(ep);
+    return ok;
+}
+
+static int excl_arm(hyb_excl *ex, int add)
+{
+    struct epoll_event ev;
+    int i;
+
+    for (i = 0; i < ex->nlisten; i++) {
+        if (!add) {
+            epoll_ctl(ex->epfd, EPOLL_CTL_DEL, ex->fds[i], NULL);
+            continue;
+        }
+        memset(&ev, 0, sizeof(ev));
+        ev.events = EPOLLIN | EPOLLEXCLUSIVE;
+        ev.data.u32 = (apr_uint32_t)i;
+        if (epoll_ctl(ex->epfd, EPOLL_CTL_ADD, ex->fds[i], &ev) < 0) {
+            return errno;
+        }
+    }
+    return 0;
+}
+
+static apr_status_t hyb_excl_init(hyb_child *ch, ap_listen_rec *lrs,
+                                  hyb_excl **out)
+{
+    hyb_excl *ex = apr_pcalloc(ch->pool, sizeof(*ex));
+    struct epoll_event ev;
+    hyb_pollset ps;
+    int i;
+
+    *out = ex;
+    ex->epfd = -1;
+    /* The poll set gives the listener list and registers the fds with
+     * the child, so that a stop releases them; epoll does the waiting. */
+    if (hyb_pollset_build(ch, lrs, &ps) != APR_SUCCESS) {
+        return APR_ENOSOCKET;
+    }
+    ex->nlisten = ps.nlisten;
+    ex->lrs = ps.lrs;
+    ex->fds = apr_pcalloc(ch->pool, sizeof(int) * ps.nlisten);
+    for (i = 0; i < ps.nlisten; i++) {
+        ex->fds[i] = ps.fds[i].fd;
+    }
+    ex->epfd = epoll_create1(EPOLL_CLOEXEC);
+    memset(&ev, 0, sizeof(ev));
+    ev.events = EPOLLIN;
+    ev.data.u32 = (apr_uint32_t)ps.nlisten;   /* the wake pipe */
+    if (ex->epfd < 0
+        || epoll_ctl(ex->epfd, EPOLL_CTL_ADD, ch->wake_fd[0], &ev) < 0
+        || excl_arm(ex, 1) != 0) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, errno, ap_server_conf,
+                     HYBLOGNO(00095) "cannot register the listeners with "
+                     "epoll (EPOLLEXCLUSIVE)");
+        return APR_EGENERAL;
+    }
+    return APR_SUCCESS;
+}
+
+static hyb_accept_rc hyb_excl_wait_and_accept(hyb_child *ch, hyb_excl *ex,
+                                              apr_socket_t **csd,
+                                              apr_pool_t *ptrans)
+{
+    struct epoll_event ev;
+    hyb_accept_rc rc;
+
+    for (;;) {
+        if (hyb_child_stopping(ch)) {
+            return HYB_ACCEPT_STOP;
+        }
+        if (epoll_wait(ex->epfd, &ev, 1, HYB_WAIT_SLICE_MS) > 0) {
+            break;
+        }
+        if (ch->parent_pid && getppid() != ch->parent_pid) {
+            hyb_child_request_stop(ch, HYB_STOP_GRACEFUL);
+        }
+    }
+    if (ev.data.u32 >= (apr_uint32_t)ex->nlisten) {
+        return HYB_ACCEPT_STOP;
+    }
+    rc = hyb_accept_on(ch, ex->lrs[ev.data.u32], csd, ptrans);
+    if (rc == HYB_ACCEPT_OK && ++ex->accepts >= HYB_REARM_EVERY) {
+        ex->accepts = 0;
+        excl_arm(ex, 0);
+        excl_arm(ex, 1);
+    }
+    return rc;
+}
+
+static void hyb_excl_close(hyb_excl *ex)
+{
+    if (ex && ex->epfd >= 0) {
+        close(ex->epfd);
+        ex->epfd = -1;
+    }
+}

@@ -264,6 +264,32 @@ static apr_status_t start_workers(hyb_child *ch)
     return APR_SUCCESS;
 }
 
+/* An immediate stop: in-flight connections are dropped (their sockets
+ * shut down, so blocked I/O fails at once) and the workers get up to 3 s
+ * to notice.  Pool cleanups must not run while a worker is still inside
+ * request code: in -X mode exit() destroys every pool and unloads the
+ * modules, so a worker that does not finish in time makes this _exit(). */
+static void drop_connections_now(hyb_child *ch)
+{
+    apr_time_t deadline = apr_time_now() + apr_time_from_sec(3);
+    int i;
+
+    while (__atomic_load_n(&ch->live_threads, __ATOMIC_SEQ_CST)) {
+        for (i = 0; i < conf.threads_per_child; i++) {
+            int fd = ch->threads[i].active_fd;
+
+            if (fd >= 0) {
+                shutdown(fd, SHUT_RDWR);
+            }
+        }
+        if (apr_time_now() > deadline) {
+            _exit(0);
+        }
+        poke_waiter(ch);
+        apr_sleep(apr_time_from_msec(10));
+    }
+}
+
 /* The main thread of a threaded child: wait for a stop, then for the
  * workers; a second signal turns a graceful stop into an immediate one. */
 static void supervise_workers(hyb_child *ch)
@@ -285,14 +311,8 @@ static void supervise_workers(hyb_child *ch)
     while (__atomic_load_n(&ch->live_threads, __ATOMIC_SEQ_CST)) {
         poke_waiter(ch);
         if (__atomic_load_n(&ch->stop, __ATOMIC_SEQ_CST) == HYB_STOP_NOW) {
-            for (i = 0; i < conf.threads_per_child; i++) {
-                int fd = ch->threads[i].active_fd;
-
-                if (fd >= 0) {
-                    shutdown(fd, SHUT_RDWR);
-                }
-            }
-            exit(0);   /* in-flight work is being dropped by request */
+            drop_connections_now(ch);
+            break;
         }
         apr_sleep(apr_time_from_msec(20));
     }

@@ -48,6 +48,7 @@
 #include "hybrid_spare.h"
 
 #include <poll.h>
+#include <sys/epoll.h>
 #include <pthread.h>
 #include <sys/file.h>
 #include <signal.h>
@@ -66,7 +67,7 @@
 #endif
 
 #define HYB_TICK             apr_time_from_sec(1)
-#define HYB_EARLY_TICK       apr_time_from_msec(200)
+#define HYB_EARLY_TICK       apr_time_from_msec(100)
 #define HYB_WAIT_SLICE_MS    1000    /* longest a child sleeps unchecked */
 
 /* Notes on the parent's wake-up pipe: 4 bytes, a type then a 24-bit slot. */
@@ -216,6 +217,16 @@ static hyb_accept_rc hyb_wait_and_accept(hyb_child *ch, hyb_pollset *ps,
 static hyb_accept_rc hyb_accept_on(hyb_child *ch, ap_listen_rec *lr,
                                    apr_socket_t **csd, apr_pool_t *ptrans);
 static void hyb_listeners_nonblocking(ap_listen_rec *lrs);
+
+/* Waiting on listeners with epoll and EPOLLEXCLUSIVE (hybrid_accept.c). */
+typedef struct hyb_excl hyb_excl;
+static int hyb_excl_supported(void);
+static apr_status_t hyb_excl_init(hyb_child *ch, ap_listen_rec *lrs,
+                                  hyb_excl **out);
+static hyb_accept_rc hyb_excl_wait_and_accept(hyb_child *ch, hyb_excl *ex,
+                                              apr_socket_t **csd,
+                                              apr_pool_t *ptrans);
+static void hyb_excl_close(hyb_excl *ex);
 
 /* ------------------------------------------------------------------ */
 /* A child process (hybrid_child.c, hybrid_worker.c)                   */

@@ -11,6 +11,12 @@
 
 #define HYB_CRASH_RESPAWNS 3   /* immediate respawns per tick, then wait */
 
+/* Load of one listener group (with one group: of the whole server). */
+typedef struct group_load {
+    int children;             /* live, current, not quiescing */
+    int idle;                 /* their idle threads */
+} group_load;
+
 typedef struct parent_loop {
     server_rec *s;
     int to_start;             /* children of this generation still owed */
@@ -19,13 +25,13 @@ typedef struct parent_loop {
     apr_time_t next_tick;
     apr_time_t last_maintenance;
     int ticks;
-    int *per_group;           /* active children per listener group */
+    group_load *per_group;    /* load of each listener group */
     int stopping;             /* leaving the generation: start nothing */
 } parent_loop;
 
-static hyb_spare_in take_snapshot(int *per_group);
-static int smallest_group(const int *per_group);
-static void cover_groups(int *per_group);
+static hyb_spare_in take_snapshot(group_load *per_group);
+static int neediest_group(const group_load *per_group);
+static void cover_groups(group_load *per_group);
 static int take_free_slot(void);
 
 /* ------------------------------------------------------------------ */
@@ -158,7 +164,7 @@ static int slot_busy_threads(int slot)
  * at once, its slot frees and the group is refilled within milliseconds,
  * instead of waiting out a keep-alive connection.  With one shared queue
  * the child stops accepting by itself and is only marked here. */
-static void retire_requested(int slot, int *per_group)
+static void retire_requested(int slot, group_load *per_group)
 {
     hyb_slot *ps = &retained->slots[slot];
     int spare;
@@ -171,7 +177,7 @@ static void retire_requested(int slot, int *per_group)
         spare = apr_time_now() < retained->next_fork_try ? -1
                                                          : take_free_slot();
         if (spare >= 0 && hyb_spawn(spare, ps->group) == 0) {
-            per_group[ps->group]++;
+            per_group[ps->group].children++;
         }
         else if (slot_busy_threads(slot) > 0) {
             return;                    /* try again next pass */
@@ -241,7 +247,7 @@ static void child_exited(parent_loop *pl, apr_proc_t *proc,
     }
     else if (pl->to_start > 0 && slot < conf.server_limit) {
         take_snapshot(pl->per_group);
-        if (hyb_spawn(slot, smallest_group(pl->per_group)) == 0) {
+        if (hyb_spawn(slot, neediest_group(pl->per_group)) == 0) {
             pl->to_start--;
         }
     }
@@ -270,13 +276,14 @@ static void reap_children(parent_loop *pl)
 /* Counts idle threads in live children of this generation.  The
  * scoreboard is written by children: it only feeds counts, never pids or
  * indices the parent acts on. */
-static hyb_spare_in take_snapshot(int *per_group)
+static hyb_spare_in take_snapshot(group_load *per_group)
 {
     hyb_spare_in in;
     int i, t, groups = hyb_groups();
+    group_load none = { 0, 0 }, *gl;
 
     memset(&in, 0, sizeof(in));
-    memset(per_group, 0, sizeof(int) * groups);
+    memset(per_group, 0, sizeof(*per_group) * groups);
     for (i = 0; i < conf.server_limit; i++) {
         const hyb_slot *ps = &retained->slots[i];
 
@@ -288,13 +295,14 @@ static hyb_spare_in take_snapshot(int *per_group)
             continue;
         }
         in.active_children++;
-        if (ps->group >= 0 && ps->group < groups) {
-            per_group[ps->group]++;
-        }
+        gl = ps->group >= 0 && ps->group < groups ? &per_group[ps->group]
+                                                  : &none;
+        gl->children++;
         for (t = 0; t < conf.threads_per_child; t++) {
             int st = ap_scoreboard_image->servers[i][t].status;
 
             in.idle_threads += st <= SERVER_READY;
+            gl->idle += st <= SERVER_READY;
             if (!ps->ready_noted && st >= SERVER_READY) {
                 /* first sign of a serving thread: tell status readers */
                 retained->slots[i].ready_noted = 1;
@@ -310,37 +318,44 @@ static hyb_spare_in take_snapshot(int *per_group)
     return in;
 }
 
-static int biggest_group(const int *per_group)
+/* The group that can best spare a child: most idle threads among groups
+ * with more than one child; -1 if none may lose one. */
+static int idlest_group(const group_load *per_group)
 {
-    int g, best = 0;
+    int g, best = -1, groups = hyb_groups();
 
-    for (g = 1; g < hyb_groups(); g++) {
-        if (per_group[g] > per_group[best]) {
+    for (g = 0; g < groups; g++) {
+        if ((per_group[g].children > 1 || groups == 1)
+            && (best < 0 || per_group[g].idle > per_group[best].idle)) {
             best = g;
         }
     }
     return best;
 }
 
-static int smallest_group(const int *per_group)
+/* The group a new child helps most: fewest idle threads (its queue is
+ * the one waiting), then fewest children. */
+static int neediest_group(const group_load *per_group)
 {
     int g, best = 0;
 
     for (g = 1; g < hyb_groups(); g++) {
-        if (per_group[g] < per_group[best]) {
+        if (per_group[g].idle < per_group[best].idle
+            || (per_group[g].idle == per_group[best].idle
+                && per_group[g].children < per_group[best].children)) {
             best = g;
         }
     }
     return best;
 }
 
-/* Retires one child of the biggest group (never a group's last child),
- * the highest slot first so the low slots stay stable. */
-static void retire_one(int *per_group)
+/* Retires one child of the group with most idle threads (never a group's
+ * last child), the highest slot first so the low slots stay stable. */
+static void retire_one(group_load *per_group)
 {
-    int i, g = biggest_group(per_group);
+    int i, g = idlest_group(per_group);
 
-    if (per_group[g] < 2 && hyb_groups() > 1) {
+    if (g < 0) {
         return;
     }
     for (i = conf.server_limit - 1; i >= 0; i--) {
@@ -348,7 +363,7 @@ static void retire_one(int *per_group)
 
         if (ps->pid && !ps->quiescing && ps->group == g
             && ps->generation == retained->mpm->my_generation) {
-            per_group[g]--;
+            per_group[g].children--;
             ps->quiescing = 1;
             ap_get_scoreboard_process(i)->quiescing = 1;
             hyb_stats_note_state(i, HYBRID_SLOT_GRACEFUL);
@@ -358,8 +373,8 @@ static void retire_one(int *per_group)
     }
 }
 
-/* Starts up to n children, each in the group that has fewest. */
-static int spawn_children(int n, int *per_group)
+/* Starts up to n children, each in the group that needs one most. */
+static int spawn_children(int n, group_load *per_group)
 {
     int started = 0, slot, g;
 
@@ -367,11 +382,12 @@ static int spawn_children(int n, int *per_group)
         return 0;
     }
     while (started < n && (slot = take_free_slot()) >= 0) {
-        g = smallest_group(per_group);
+        g = neediest_group(per_group);
         if (hyb_spawn(slot, g) != 0) {
             break;
         }
-        per_group[g]++;
+        per_group[g].children++;
+        per_group[g].idle += conf.threads_per_child;
         started++;
     }
     return started;
@@ -379,19 +395,21 @@ static int spawn_children(int n, int *per_group)
 
 /* Every listener group must always have a child able to take what the
  * kernel queues on it, whatever the spare counts say. */
-static void cover_groups(int *per_group)
+static void cover_groups(group_load *per_group)
 {
     int g, slot;
 
     for (g = 0; g < hyb_groups(); g++) {
-        if (per_group[g] > 0 || apr_time_now() < retained->next_fork_try) {
+        if (per_group[g].children > 0
+            || apr_time_now() < retained->next_fork_try) {
             continue;
         }
         if ((slot = take_free_slot()) < 0) {
             break;
         }
         if (hyb_spawn(slot, g) == 0) {
-            per_group[g]++;
+            per_group[g].children++;
+            per_group[g].idle += conf.threads_per_child;
         }
     }
 }
@@ -421,7 +439,7 @@ static void log_limits(const hyb_spare_out *out)
  * small server is not a burst.  Retiring waits for the regular tick. */
 static void perform_maintenance(parent_loop *pl, int early)
 {
-    int *per_group = pl->per_group;
+    group_load *per_group = pl->per_group;
     hyb_spare_in in = take_snapshot(per_group);
     hyb_spare_out out;
 
@@ -610,7 +628,7 @@ static int hyb_run(apr_pool_t *_pconf, apr_pool_t *plog, server_rec *s)
 
     memset(&pl, 0, sizeof(pl));
     pl.s = s;
-    pl.per_group = apr_pcalloc(pconf, sizeof(int) * hyb_groups());
+    pl.per_group = apr_pcalloc(pconf, sizeof(group_load) * hyb_groups());
     ap_log_pid(pconf, ap_pid_fname);
     if (!retained->mpm->was_graceful) {
         if (ap_run_pre_mpm(s->process->pool, SB_SHARED) != OK) {
