@@ -414,6 +414,26 @@ static void cover_groups(group_load *per_group)
     }
 }
 
+/* At MaxRequestWorkers no group can get another child, so one whose
+ * threads are all busy (connections wait in its queue) could stay starved
+ * while another group idles; keep-alive connections, pinned to threads,
+ * make that last.  Retire a child of a group with a child's worth of idle
+ * threads: its slot goes to the starved group at the next pass, and its
+ * clients reconnect and are spread again.  One per tick at most. */
+static void rebalance_groups(group_load *per_group)
+{
+    int g, starved = 0, donor;
+
+    for (g = 0; g < hyb_groups(); g++) {
+        starved |= per_group[g].idle == 0;
+    }
+    donor = idlest_group(per_group);
+    if (starved && donor >= 0
+        && per_group[donor].idle >= conf.threads_per_child) {
+        retire_one(per_group);
+    }
+}
+
 static void log_limits(const hyb_spare_out *out)
 {
     if (out->at_max_workers && !retained->max_workers_logged) {
@@ -450,6 +470,9 @@ static void perform_maintenance(parent_loop *pl, int early)
     out = hyb_spare_decide(&in);
     if (out.retire && !early) {
         retire_one(per_group);
+    }
+    else if (out.at_max_workers && !early && hyb_groups() > 1) {
+        rebalance_groups(per_group);
     }
     if (out.spawn) {
         int n = spawn_children(out.spawn, per_group);
