@@ -7,7 +7,7 @@
 #   MAX_THREAD_LIMIT  compile-time cap for ThreadLimit (as httpd's MAX_THREAD_LIMIT)
 
 APXS             ?= apxs
-ACCEPT           ?= mutex
+ACCEPT           ?= exclusive
 MAX_SERVER_LIMIT ?= 20000
 MAX_THREAD_LIMIT ?= 20000
 EXTRA_CFLAGS     ?=
@@ -30,6 +30,11 @@ DEFS    := -DHYBRID_DEFAULT_ACCEPT=\\\"$(ACCEPT)\\\" \
            -DHYBRID_MAX_SERVER_LIMIT=$(MAX_SERVER_LIMIT) \
            -DHYBRID_MAX_THREAD_LIMIT=$(MAX_THREAD_LIMIT)
 
+ACCEPT_NAMES := mutex preemptive reuseport exclusive
+ifeq ($(filter $(ACCEPT),$(ACCEPT_NAMES)),)
+$(error ACCEPT=$(ACCEPT) is not an accept strategy ($(ACCEPT_NAMES)))
+endif
+
 .PHONY: all
 all: $(BUILD)/mod_mpm_hybrid.so $(if $(MOD_SRCS),$(BUILD)/mod_child_status.so)
 
@@ -46,10 +51,17 @@ define apxs_module
 	cp $(OBJ)/$(1)/.libs/mod_$(1).so $@.tmp && mv -f $@.tmp $@
 endef
 
-$(BUILD)/mod_mpm_hybrid.so: $(MPM_SRCS) $(MPM_HDRS) apxs.mk
+# Changing a build-time choice must rebuild: the stamp's name carries them.
+CONFIG_ID    := $(shell printf '%s' '$(DEFS) $(EXTRA_CFLAGS)' | md5sum | cut -c1-12)
+CONFIG_STAMP := $(OBJ)/config-$(CONFIG_ID).stamp
+
+$(CONFIG_STAMP):
+	@mkdir -p $(OBJ) && rm -f $(OBJ)/config-*.stamp && touch $@
+
+$(BUILD)/mod_mpm_hybrid.so: $(MPM_SRCS) $(MPM_HDRS) apxs.mk $(CONFIG_STAMP)
 	$(call apxs_module,mpm_hybrid,$(MPM_SRCS) $(MPM_HDRS),mpm_src,$(MPM_MAIN))
 
-$(BUILD)/mod_child_status.so: $(MOD_SRCS) $(MOD_HDRS) $(MPM_HDRS) apxs.mk
+$(BUILD)/mod_child_status.so: $(MOD_SRCS) $(MOD_HDRS) $(MPM_HDRS) apxs.mk $(CONFIG_STAMP)
 	$(call apxs_module,child_status,$(MOD_SRCS),mod_src -I../../../mpm_src,$(MOD_SRCS))
 
 .PHONY: clean

@@ -168,7 +168,7 @@ static hyb_accept_rc hyb_wait_and_accept(hyb_child *ch, hyb_pollset *ps,
             apr_sleep(apr_time_from_msec(100));
         }
         if (ch->parent_pid && getppid() != ch->parent_pid) {
-            hyb_child_request_stop(ch, HYB_STOP_GRACEFUL);
+            hyb_child_orphaned(ch);
         }
     }
     if (ps->fds[ps->nlisten].revents) {
@@ -302,7 +302,7 @@ static hyb_accept_rc hyb_excl_wait_and_accept(hyb_child *ch, hyb_excl *ex,
             break;
         }
         if (ch->parent_pid && getppid() != ch->parent_pid) {
-            hyb_child_request_stop(ch, HYB_STOP_GRACEFUL);
+            hyb_child_orphaned(ch);
         }
     }
     if (ev.data.u32 >= (apr_uint32_t)ex->nlisten) {

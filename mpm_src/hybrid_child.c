@@ -94,6 +94,31 @@ static void poke_waiter(hyb_child *ch)
     }
 }
 
+/* The parent is gone: nothing may keep serving.  Stop gracefully, and end
+ * the keep-alive waits now, which would otherwise serve their clients for
+ * up to KeepAliveTimeout more.  Async-signal-safe. */
+static void hyb_child_orphaned(hyb_child *ch)
+{
+    int i;
+
+    hyb_child_request_stop(ch, HYB_STOP_GRACEFUL);
+    for (i = 0; i < conf.threads_per_child; i++) {
+        int fd = ch->threads[i].active_fd;
+
+        if (fd >= 0 && ap_scoreboard_image->servers[ch->slot][i].status
+                       == SERVER_BUSY_KEEPALIVE) {
+            shutdown(fd, SHUT_RD);
+        }
+    }
+}
+
+static void on_parent_death(int sig)
+{
+    if (the_child) {
+        hyb_child_orphaned(the_child);
+    }
+}
+
 static void on_signal(int sig)
 {
     if (the_child) {
@@ -121,6 +146,7 @@ static void install_child_signals(void)
     set_handler(AP_SIG_GRACEFUL, on_signal);
     set_handler(SIGTERM, on_signal);
     set_handler(SIGHUP, on_signal);
+    set_handler(HYB_SIG_PARENT_DIED, on_parent_death);
     set_handler(SIGINT, retained->one_process ? on_signal : SIG_IGN);
     set_handler(SIGWINCH, retained->one_process ? on_signal : SIG_DFL);
     /* The parent's SIGCHLD handler writes to the parent's wake-up pipe;
@@ -141,6 +167,7 @@ static void block_child_signals(int how)
     sigaddset(&set, SIGHUP);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGWINCH);
+    sigaddset(&set, HYB_SIG_PARENT_DIED);
     pthread_sigmask(how, &set, NULL);
 }
 
@@ -204,7 +231,7 @@ static void set_connection_budget(hyb_child *ch)
         int jitter = max >= 4 ? (int)(getpid() % (max / 4)) : 0;
 
         ch->conns_left = max - jitter;
-        ch->notice_at = (max - jitter) / 8;
+        ch->notice_at = (max - jitter) / 4;
     }
 }
 
@@ -225,9 +252,9 @@ static void child_init(hyb_child *ch)
     }
     if (ch->parent_pid) {
         /* After the privilege drop, which clears it. */
-        prctl(PR_SET_PDEATHSIG, AP_SIG_GRACEFUL);
+        prctl(PR_SET_PDEATHSIG, HYB_SIG_PARENT_DIED);
         if (getppid() != ch->parent_pid) {
-            hyb_child_request_stop(ch, HYB_STOP_GRACEFUL);
+            hyb_child_orphaned(ch);
         }
     }
     block_child_signals(SIG_BLOCK);
@@ -300,7 +327,7 @@ static void supervise_workers(hyb_child *ch)
     while (!hyb_child_stopping(ch)) {
         if (poll(&pfd, 1, HYB_WAIT_SLICE_MS) == 0 && ch->parent_pid
             && getppid() != ch->parent_pid) {
-            hyb_child_request_stop(ch, HYB_STOP_GRACEFUL);
+            hyb_child_orphaned(ch);
         }
         if (!__atomic_load_n(&ch->live_threads, __ATOMIC_SEQ_CST)) {
             break;   /* every worker gave up (sick) */

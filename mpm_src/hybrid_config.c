@@ -50,6 +50,43 @@ static const char *parse_int(cmd_parms *cmd, const char *arg, int min,
     return NULL;
 }
 
+/* ThreadsPerChild runs while the file is read (EXEC_ON_READ), when httpd
+ * cannot yet tell which server or section it is in, and it leaves no node
+ * in the config tree.  So it leaves a marker node where it stood; the
+ * marker is processed with the rest of the tree, where the usual context
+ * check works, and rejects a ThreadsPerChild inside <VirtualHost> or a
+ * directory section.  (An EXEC_ON_READ handler's second argument is the
+ * sub-tree it may add.) */
+#define TPC_MARK "ThreadsPerChild(context)"
+
+static void leave_context_mark(cmd_parms *cmd, void *sub_tree)
+{
+    ap_directive_t *mark = apr_pcalloc(cmd->pool, sizeof(*mark));
+
+    if (!sub_tree || !cmd->err_directive) {
+        return;
+    }
+    mark->directive = TPC_MARK;
+    mark->args = "";
+    mark->filename = cmd->err_directive->filename;
+    mark->line_num = cmd->err_directive->line_num;
+    *(ap_directive_t **)sub_tree = mark;
+}
+
+static const char *check_tpc_context(cmd_parms *cmd, void *dummy,
+                                     const char *args)
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    const char *where;
+
+    if (!err) {
+        return NULL;
+    }
+    where = strstr(err, " cannot occur within ");
+    return apr_pstrcat(cmd->pool, "ThreadsPerChild", where ? where : err,
+                       NULL);
+}
+
 /* One setter for every numeric directive: cmd->info says which field. */
 typedef enum {
     F_START, F_SERVER_LIMIT, F_THREAD_LIMIT, F_TPC, F_MAX_WORKERS,
@@ -82,7 +119,9 @@ static const char *set_number(cmd_parms *cmd, void *dummy, const char *arg)
     case F_SERVER_LIMIT: conf.server_limit = v;      conf.set_server_limit = 1; break;
     case F_THREAD_LIMIT: conf.thread_limit = v;      conf.set_thread_limit = 1; break;
     case F_TPC:          tpc_read = conf.threads_per_child = v;
-                         conf.set_tpc = 1; break;
+                         conf.set_tpc = 1;
+                         leave_context_mark(cmd, dummy);
+                         break;
     case F_MAX_WORKERS:  conf.max_workers = v;       conf.set_max_workers = 1; break;
     case F_MIN_SPARE_T:  conf.min_spare_threads = v; conf.set_min_spare_threads = 1; break;
     case F_MAX_SPARE_T:  conf.max_spare_threads = v; conf.set_max_spare_threads = 1; break;
@@ -108,6 +147,7 @@ static const char *set_accept_strategy(cmd_parms *cmd, void *dummy,
                             hyb_strategy_names(cmd->pool));
     }
     conf.strategy = st;
+    conf.set_strategy = 1;
     return NULL;
 }
 
@@ -160,6 +200,8 @@ static const command_rec hybrid_cmds[] = {
                   "reuseport or exclusive"),
     AP_INIT_TAKE1("ReusePortGroups", set_reuseport_groups, NULL, RSRC_CONF,
                   "Number of SO_REUSEPORT listener groups, or auto"),
+    AP_INIT_RAW_ARGS(TPC_MARK, check_tpc_context, NULL, OR_ALL | RSRC_CONF,
+                     "internal: where a ThreadsPerChild directive stood"),
     AP_GRACEFUL_SHUTDOWN_TIMEOUT_COMMAND,
     { NULL }
 };
@@ -358,6 +400,14 @@ static int hyb_check_config(apr_pool_t *p, apr_pool_t *plog,
     clamp_spares(s);
 
     why = conf.strategy->probe ? conf.strategy->probe(ptemp) : NULL;
+    if (why && !conf.set_strategy) {
+        /* The compiled-in default must not stop a server on a kernel that
+         * lacks it; an explicit AcceptStrategy does. */
+        warn(s, "the default AcceptStrategy %s cannot be used here (%s); "
+             "using mutex", conf.strategy->name, why);
+        conf.strategy = hyb_strategy_find("mutex");
+        why = NULL;
+    }
     if (!why) {
         why = run_strategy_configure(s, p, ptemp);
     }

@@ -159,3 +159,42 @@ static void hyb_register_optional_fns(void)
 {
     APR_REGISTER_OPTIONAL_FN(hybrid_get_stats);
 }
+
+/* ------------------------------------------------------------------ */
+/* Children per listener group, published by the parent for children:
+ * a child that has used up MaxConnectionsPerChild may stop at once when
+ * its group has another child to take the queue.  Parent-written,
+ * child-read, so the trust runs the safe way. */
+
+static volatile apr_uint32_t *group_children;
+
+static void hyb_group_load_create(void)
+{
+    static const char key[] = "mpm_hybrid_group_children";
+    apr_shm_t **shm = ap_retained_data_get(key);
+
+    if (!shm) {
+        shm = ap_retained_data_create(key, sizeof(*shm));
+        if (apr_shm_create(shm, sizeof(apr_uint32_t)
+                                * retained->first_server_limit,
+                           NULL, ap_pglobal) != APR_SUCCESS) {
+            *shm = NULL;
+        }
+    }
+    group_children = *shm ? apr_shm_baseaddr_get(*shm) : NULL;
+}
+
+static void hyb_group_load_publish(int group, int children)
+{
+    if (group_children && group >= 0 && group < retained->first_server_limit) {
+        __atomic_store_n(&group_children[group], (apr_uint32_t)children,
+                         __ATOMIC_RELAXED);
+    }
+}
+
+static int hyb_group_has_others(int group)
+{
+    return group_children && group >= 0
+           && group < retained->first_server_limit
+           && __atomic_load_n(&group_children[group], __ATOMIC_RELAXED) > 1;
+}

@@ -63,12 +63,15 @@
 #define HYBRID_MAX_THREAD_LIMIT 20000
 #endif
 #ifndef HYBRID_DEFAULT_ACCEPT
-#define HYBRID_DEFAULT_ACCEPT "mutex"
+#define HYBRID_DEFAULT_ACCEPT "exclusive"
 #endif
 
 #define HYB_TICK             apr_time_from_sec(1)
 #define HYB_EARLY_TICK       apr_time_from_msec(100)
 #define HYB_WAIT_SLICE_MS    1000    /* longest a child sleeps unchecked */
+
+/* Sent by the kernel to a child whose parent died (PR_SET_PDEATHSIG). */
+#define HYB_SIG_PARENT_DIED  SIGUSR2
 
 /* Notes on the parent's wake-up pipe: 4 bytes, a type then a 24-bit slot. */
 #define HYB_NOTE_SIZE        4
@@ -99,7 +102,7 @@ typedef struct hyb_config {
     /* which values came from the config file (vs defaults) */
     unsigned set_start:1, set_server_limit:1, set_thread_limit:1,
              set_tpc:1, set_max_workers:1, set_min_spare_threads:1,
-             set_max_spare_threads:1, set_spare_servers:1;
+             set_max_spare_threads:1, set_spare_servers:1, set_strategy:1;
     /* derived in check_config */
     int daemons_limit;        /* max_workers / threads_per_child */
     int spare_min;            /* idle-thread targets the parent uses */
@@ -122,6 +125,7 @@ typedef struct hyb_slot {
     int group;
     int quiescing;           /* told to finish and exit */
     int retire_wanted;       /* used up MaxConnectionsPerChild */
+    int retire_notes;        /* times it said so (every 16 connections) */
     int ready_noted;         /* READY published to the statistics */
     apr_time_t started;
     apr_uint32_t spawned;    /* children ever started in this slot */
@@ -280,6 +284,7 @@ static hyb_child *the_child;  /* in a child process only */
 static void hyb_child_main(int slot, int group) __attribute__((noreturn));
 static void block_child_signals(int how);
 static void hyb_child_request_stop(hyb_child *ch, hyb_stop_mode mode);
+static void hyb_child_orphaned(hyb_child *ch);
 static void hyb_child_mark_interruptible(hyb_child *ch, int on);
 static int hyb_child_stopping(const hyb_child *ch);
 static void *hyb_worker_run(hyb_thread *t);
@@ -311,6 +316,9 @@ static void hyb_stats_note_exit(int slot, apr_exit_why_e why, int status);
 static void hyb_stats_note_state(int slot, hybrid_slot_state_e state);
 static hybrid_child_counters *hyb_stats_counters(int slot);
 static void hyb_register_optional_fns(void);
+static void hyb_group_load_create(void);
+static void hyb_group_load_publish(int group, int children);
+static int hyb_group_has_others(int group);
 
 #define HYB_COUNT(ch, field, n) do {                                   \
         if ((ch)->counters)                                            \

@@ -80,6 +80,7 @@ static void note_retiring(int slot)
     if (slot >= 0 && slot < retained->max_daemon_used
         && retained->slots[slot].pid) {
         retained->slots[slot].retire_wanted = 1;
+        retained->slots[slot].retire_notes++;
     }
 }
 
@@ -179,8 +180,11 @@ static void retire_requested(int slot, group_load *per_group)
         if (spare >= 0 && hyb_spawn(spare, ps->group) == 0) {
             per_group[ps->group].children++;
         }
-        else if (slot_busy_threads(slot) > 0) {
-            return;                    /* try again next pass */
+        else if (per_group[ps->group].children < 2
+                 && slot_busy_threads(slot) > 0 && ps->retire_notes < 4) {
+            /* its group's only child: wait until it is idle, but not
+             * beyond ~50 connections over its limit */
+            return;
         }
     }
     ps->retire_wanted = 0;
@@ -188,6 +192,9 @@ static void retire_requested(int slot, group_load *per_group)
     ap_get_scoreboard_process(slot)->quiescing = 1;
     hyb_stats_note_state(slot, HYBRID_SLOT_GRACEFUL);
     hyb_signal_child(slot, AP_SIG_GRACEFUL);
+    ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, ap_server_conf, HYBLOGNO(00065)
+                 "Child %d retiring: pid %" APR_PID_T_FMT ", group %d "
+                 "(MaxConnectionsPerChild)", slot, ps->pid, ps->group);
 }
 
 static void process_retirements(parent_loop *pl)
@@ -309,6 +316,9 @@ static hyb_spare_in take_snapshot(group_load *per_group)
                 hyb_stats_note_state(i, HYBRID_SLOT_READY);
             }
         }
+    }
+    for (i = 0; i < groups; i++) {
+        hyb_group_load_publish(i, per_group[i].children);
     }
     in.daemons_limit = conf.daemons_limit;
     in.spare_min = conf.spare_min;
@@ -487,7 +497,9 @@ static void perform_maintenance(parent_loop *pl, int early)
         }
     }
     log_limits(&out);
-    retained->spawn_rate = out.next_rate;
+    /* While fork fails the rate must not grow, or the first pass that
+     * works again would start a pent-up burst. */
+    retained->spawn_rate = retained->fork_failures ? 1 : out.next_rate;
     if (retained->hold_off_spawn_ticks > 0) {
         retained->hold_off_spawn_ticks--;
     }

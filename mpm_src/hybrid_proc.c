@@ -52,6 +52,7 @@ static void fork_failed(int slot, apr_status_t err)
 
     scoreboard_set_threads(slot, SERVER_DEAD);
     retained->fork_failures++;
+    retained->spawn_rate = 1;   /* no pent-up burst once fork works again */
     /* 100 ms, 200 ms, ... capped at 10 s: no busy loop, and the server
      * keeps serving with the children it has. */
     backoff = apr_time_from_msec(100) << (retained->fork_failures < 7
@@ -107,6 +108,7 @@ static int hyb_spawn(int slot, int group)
     ps->group = group;
     ps->quiescing = 0;
     ps->retire_wanted = 0;
+    ps->retire_notes = 0;
     ps->ready_noted = 0;
     scoreboard_set_threads(slot, SERVER_STARTING);
 

@@ -64,14 +64,32 @@ static hyb_accept_rc take_connection(hyb_child *ch, apr_socket_t **csd,
     return rc;
 }
 
+/* Does a thread of this child sit in an idle keep-alive connection?  Such
+ * a child would take long to exit once it stops accepting. */
+static int holds_keepalive(const hyb_child *ch)
+{
+    int t;
+
+    for (t = 0; t < conf.threads_per_child; t++) {
+        if (ap_scoreboard_image->servers[ch->slot][t].status
+            == SERVER_BUSY_KEEPALIVE) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* Counts the connection against MaxConnectionsPerChild.  With one shared
  * queue the child stops accepting when it is used up (the other children
  * take the queue) and tells the parent, which starts a replacement at
  * once.  With several listener groups the child's group must never be
- * without a taker: it tells the parent an eighth of the budget early, so
- * the replacement is usually running before the budget is spent, and it
- * goes on accepting until the parent tells it to go (the note is repeated
- * every 16 connections in case the pipe was full). */
+ * without a taker: it tells the parent a quarter of the budget early, so
+ * the replacement is usually running before the budget is spent; at the
+ * end it stops if the parent says its group has another child, and
+ * otherwise goes on accepting until the parent tells it to go, but for
+ * no more than that quarter again (a parent starved of CPU must not let
+ * the limit slip further) unless it holds an idle keep-alive connection,
+ * which would keep its group without a taker for KeepAliveTimeout. */
 static void spend_connection(hyb_child *ch)
 {
     apr_int32_t left;
@@ -85,6 +103,13 @@ static void spend_connection(hyb_child *ch)
             hyb_child_request_stop(ch, HYB_STOP_GRACEFUL);
             hyb_notify_parent(ch, HYB_NOTE_RETIRING);
         }
+        return;
+    }
+    if (!hyb_child_stopping(ch)
+        && ((left == 0 && hyb_group_has_others(ch->group))
+            || (left <= -ch->notice_at && !holds_keepalive(ch)))) {
+        hyb_child_request_stop(ch, HYB_STOP_GRACEFUL);
+        hyb_notify_parent(ch, HYB_NOTE_RETIRING);
         return;
     }
     if (left == ch->notice_at || (left < ch->notice_at && -left % 16 == 0)) {

@@ -205,6 +205,7 @@ static int hyb_open_logs(apr_pool_t *p, apr_pool_t *plog, apr_pool_t *ptemp,
         return !OK;
     }
     hyb_stats_create(s);
+    hyb_group_load_create();
     if (conf.strategy->open(p, s) != APR_SUCCESS) {
         return !OK;
     }

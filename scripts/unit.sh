@@ -12,7 +12,7 @@ set -eu
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 APXS=${APXS:-apxs}
 CC=${CC:-cc}
-ACCEPT=${ACCEPT:-mutex}
+ACCEPT=${ACCEPT:-exclusive}
 MAX_SERVER_LIMIT=${MAX_SERVER_LIMIT:-20000}
 MAX_THREAD_LIMIT=${MAX_THREAD_LIMIT:-20000}
 EXTRA_CFLAGS=${EXTRA_CFLAGS:-}

@@ -306,13 +306,8 @@ BAD_CONFIGS = [
      ["ReusePortGroups", "many"], True),
     (["<VirtualHost 127.0.0.1:*>", "StartServers 2", "</VirtualHost>"],
      ["StartServers"], True),
-    pytest.param(
-        ["<VirtualHost 127.0.0.1:*>", "ThreadsPerChild 2", "</VirtualHost>"],
-        ["ThreadsPerChild"], True,
-        marks=pytest.mark.xfail(reason="MPM bug (reported): ThreadsPerChild "
-                                "is EXEC_ON_READ, so the GLOBAL_ONLY check "
-                                "misses <VirtualHost> and it applies "
-                                "globally; stock worker rejects it")),
+    (["<VirtualHost 127.0.0.1:*>", "ThreadsPerChild 2", "</VirtualHost>"],
+     ["ThreadsPerChild"], True),
     (["Mutex bogus:{logs} mpm-accept"], ["bogus"], True),
     (["LoadModule mpm_worker_module /usr/lib/apache2/modules/mod_mpm_worker.so"],
      ["MPM"], True),
@@ -531,10 +526,6 @@ def test_faults_parent_sigkill(httpd, combo, tpc):
     assert refused, "something still serves on the port"
 
 
-@pytest.mark.xfail(reason="MPM bug (reported): a child holding an idle "
-                   "keep-alive connection outlives the parent by "
-                   "KeepAliveTimeout + 2 s and serves one more request on "
-                   "it while orphaned")
 @pytest.mark.parametrize("tpc", [1, 4])
 def test_faults_parent_sigkill_idle_keepalive(httpd, tpc):
     """With an idle keep-alive connection open when the parent dies: the
@@ -647,10 +638,13 @@ def test_faults_max_connections_per_child_20(httpd, combo):
     assert bad_log_lines(h) == []
     # ab without -k: one request per connection.  A threaded child may take
     # a few connections already being accepted when its budget runs out.
-    if most > 20 + 4:
-        pytest.xfail("MPM bug (reported): a child served %d connections "
-                     "with MaxConnectionsPerChild 20 (%s)" % (
-                         most, combo_id(combo)))
+    # With reuseport a group's queue must always have a taker, so a child
+    # that is the only one of its group keeps accepting until the parent
+    # has started its replacement (README, "reuseport in detail"), for at
+    # most a quarter of the limit more.
+    slack = 20 + 4 if strategy != "reuseport" else 20 + 20 // 4 + 4
+    assert most <= slack, "a child served %d connections with " \
+        "MaxConnectionsPerChild 20 (%s)" % (most, combo_id(combo))
 
 
 # ===========================================================================
@@ -901,10 +895,8 @@ def test_faults_fork_failure(httpd):
         assert len(kids) >= 3, kids
         assert h.log_matches("HYB00041"), "recovery not logged"
         assert bad_log_lines(h) == []
-        if peak > 6:
-            pytest.xfail("MPM bug (reported): the spawn rate kept doubling "
-                         "while fork failed, so the first successful pass "
-                         "started %d children where 1 was missing" % peak)
+        assert peak <= 6, "the first successful pass after fork failures " \
+            "started %d children where 1 was missing" % peak
     finally:
         h.stop()
         with open(os.path.join(PIDS_CG, "cgroup.procs"), "w") as f:
