@@ -717,9 +717,7 @@ def test_accept_bad_config_rejected(httpd, lines, words):
     for w in words:
         assert w in out, (w, out)
     # and a real start fails the same way, promptly
-    p = subprocess.run(["/usr/sbin/apache2", "-f", h.conf_path,
-                        "-DFOREGROUND"], capture_output=True, text=True,
-                       timeout=20)
+    p = h.cmd("-DFOREGROUND", timeout=20)
     no_crash(p)
     assert p.returncode != 0
     assert words[0] in p.stdout + p.stderr
