@@ -235,6 +235,16 @@ static void warn(server_rec *s, const char *fmt, ...)
     }
 }
 
+static void keep_first_value(server_rec *s, const char *name, int *value,
+                             int first)
+{
+    if (first && *value != first) {
+        warn(s, "changing %s to %d from original value of %d not allowed "
+             "during restart", name, *value, first);
+        *value = first;
+    }
+}
+
 static void clamp_limits(server_rec *s)
 {
     int tpc1 = conf.threads_per_child == 1;
@@ -255,20 +265,10 @@ static void clamp_limits(server_rec *s)
         conf.server_limit = HYBRID_MAX_SERVER_LIMIT;
     }
     /* The scoreboard is sized once, at the first start. */
-    if (retained->first_server_limit
-        && conf.server_limit != retained->first_server_limit) {
-        warn(s, "changing ServerLimit to %d from original value of %d not "
-             "allowed during restart", conf.server_limit,
-             retained->first_server_limit);
-        conf.server_limit = retained->first_server_limit;
-    }
-    if (retained->first_thread_limit
-        && conf.thread_limit != retained->first_thread_limit) {
-        warn(s, "changing ThreadLimit to %d from original value of %d not "
-             "allowed during restart", conf.thread_limit,
-             retained->first_thread_limit);
-        conf.thread_limit = retained->first_thread_limit;
-    }
+    keep_first_value(s, "ServerLimit", &conf.server_limit,
+                     retained->first_server_limit);
+    keep_first_value(s, "ThreadLimit", &conf.thread_limit,
+                     retained->first_thread_limit);
     if (conf.threads_per_child > conf.thread_limit) {
         warn(s, "ThreadsPerChild of %d exceeds ThreadLimit of %d, "
              "decreasing to match", conf.threads_per_child,
