@@ -589,6 +589,10 @@ def test_faults_kill_random_children(httpd, combo):
     done, failed, non2xx, out = load.finish()
     # back to its configured size: 12 to 16 idle threads, i.e. 3 or 4
     # children, stable, all of them serving
+    # (the parent retires one surplus child per second, so a 1 s stable
+    # window alone can fall between two retirements: wait for the size)
+    h.wait_for(lambda: len(h.children()) in (3, 4), timeout=30,
+               what="3 or 4 children again")
     kids = settle(h, timeout=30)
     recovered = time.monotonic() - t0
     assert len(kids) in (3, 4), kids
