@@ -378,3 +378,33 @@ def run_load(url, requests=2000, concurrency=20, keepalive=False, timeout=60,
     if completed is None:
         raise AssertionError("ab produced no result:\n" + out)
     return completed, failed, non2xx, out
+
+
+# What must never appear in a server's error log after a test: the
+# serious log levels, crashes, and sanitizer reports (make asan).
+BAD_LOG = re.compile(r"\[[\w.-]*:(?:crit|alert|emerg)\]|Segmentation fault"
+                     r"|Bus error|Aborted|double free|stack smashing"
+                     r"|(?i:seg fault)|AddressSanitizer|runtime error:")
+
+
+def bad_log_lines(h):
+    return [l for l in h.log().splitlines() if BAD_LOG.search(l)]
+
+
+def settle(h, timeout=15):
+    """Wait until the set of children has not changed for a second."""
+    history = []
+
+    def ok():
+        assert h.proc.poll() is None, "apache2 parent exited (rc %s)\n%s" % (
+            h.proc.returncode, h.log()[-3000:])
+        a = h.children()
+        time.sleep(1.0)
+        b = h.children()
+        history.append(b)
+        return a if a and a == b else None
+    try:
+        return h.wait_for(ok, timeout=timeout, what="children to settle")
+    except AssertionError as e:
+        raise AssertionError("children kept changing: %r\n%s" % (
+            history, e)) from None

@@ -40,10 +40,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from httpd_fixture import run_load
+from httpd_fixture import bad_log_lines, run_load
 
-BAD_LOG = re.compile(r"\[[\w.-]*:(?:crit|alert|emerg)\]|Segmentation fault"
-                     r"|Bus error|Aborted|double free|stack smashing")
 STARTED = re.compile(r"Child (\d+) started: pid (\d+), gen (\d+), "
                      r"strategy (\w+), group (\d+)")
 STOPPED = re.compile(r"Child (\d+) stopped: pid (\d+)")
@@ -53,10 +51,6 @@ BOTH = "Listen 127.0.0.1:{port}\nListen [::1]:{port}"
 
 def cfg(*lines):
     return "\n".join(lines)
-
-
-def bad_log_lines(h):
-    return [l for l in h.log().splitlines() if BAD_LOG.search(l)]
 
 
 def started(h):

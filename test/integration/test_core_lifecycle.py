@@ -19,13 +19,10 @@ import time
 
 import pytest
 
-from httpd_fixture import alive, descendants, run_load
+from httpd_fixture import alive, bad_log_lines, descendants, run_load, settle
 
 MPM = os.environ.get("HYBTEST_CORE_MPM", "hybrid")
 HYBRID_ONLY = {"AcceptStrategy"}
-BAD_LOG = re.compile(r"\[[\w.-]*:(?:crit|alert|emerg)\]|Segmentation fault"
-                     r"|Bus error|Aborted|double free|stack smashing"
-                     r"|(?i:seg fault)")
 
 BASE = ("StartServers 2", "ServerLimit 16", "ThreadLimit 16",
         "ThreadsPerChild 4", "MaxRequestWorkers 64", "MinSpareThreads 2",
@@ -46,10 +43,6 @@ def cfg(*lines):
     return "\n".join(out)
 
 
-def bad_log_lines(h):
-    return [l for l in h.log().splitlines() if BAD_LOG.search(l)]
-
-
 def send(h, how, sig):
     """Deliver sig to the parent, directly or through `apache2 -k`."""
     if how == "signal":
@@ -57,25 +50,6 @@ def send(h, how, sig):
     else:
         r = h.cmd("-k", K_CMD[sig])
         assert r.returncode == 0, (K_CMD[sig], r.stdout + r.stderr)
-
-
-def settle(h, timeout=15):
-    """Wait until the set of children has not changed for a second."""
-    history = []
-
-    def ok():
-        assert h.proc.poll() is None, "apache2 parent exited (rc %s)\n%s" % (
-            h.proc.returncode, h.log()[-3000:])
-        a = h.children()
-        time.sleep(1.0)
-        b = h.children()
-        history.append(b)
-        return a if a and a == b else None
-    try:
-        return h.wait_for(ok, timeout=timeout, what="children to settle")
-    except AssertionError as e:
-        raise AssertionError("children kept changing: %r\n%s" % (
-            history, e)) from None
 
 
 def read_response(f):

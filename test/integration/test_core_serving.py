@@ -19,13 +19,10 @@ import time
 
 import pytest
 
-from httpd_fixture import run_load
+from httpd_fixture import bad_log_lines, run_load, settle
 
 MPM = os.environ.get("HYBTEST_CORE_MPM", "hybrid")
 HYBRID_ONLY = {"AcceptStrategy"}
-BAD_LOG = re.compile(r"\[[\w.-]*:(?:crit|alert|emerg)\]|Segmentation fault"
-                     r"|Bus error|Aborted|double free|stack smashing"
-                     r"|(?i:seg fault)")
 
 
 def cfg(*lines):
@@ -37,10 +34,6 @@ def cfg(*lines):
             continue
         out.append(line)
     return "\n".join(out)
-
-
-def bad_log_lines(h):
-    return [l for l in h.log().splitlines() if BAD_LOG.search(l)]
 
 
 def file_bytes(h, name):
@@ -80,25 +73,6 @@ def read_response(buf_sock):
     else:
         body = buf_sock.read()
     return status, headers, body
-
-
-def settle(h, timeout=15):
-    """Wait until the set of children has not changed for a second."""
-    history = []
-
-    def ok():
-        assert h.proc.poll() is None, "apache2 parent exited (rc %s)\n%s" % (
-            h.proc.returncode, h.log()[-3000:])
-        a = h.children()
-        time.sleep(1.0)
-        b = h.children()
-        history.append(b)
-        return a if a and a == b else None
-    try:
-        return h.wait_for(ok, timeout=timeout, what="children to settle")
-    except AssertionError as e:
-        raise AssertionError("children kept changing: %r\n%s" % (
-            history, e)) from None
 
 
 def stable_children(h, n, timeout=15):

@@ -22,14 +22,9 @@ import time
 
 import pytest
 
+from httpd_fixture import bad_log_lines
+
 MPM = os.environ.get("HYBTEST_CORE_MPM", "hybrid")
-BAD_LOG = re.compile(r"\[[\w.-]*:(?:crit|alert|emerg)\]|Segmentation fault"
-                     r"|Bus error|Aborted|double free|stack smashing"
-                     r"|(?i:seg fault)")
-
-
-def bad_log_lines(h):
-    return [l for l in h.log().splitlines() if BAD_LOG.search(l)]
 
 
 def hold(h, n):

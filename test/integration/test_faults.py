@@ -35,14 +35,12 @@ import time
 
 import pytest
 
-from httpd_fixture import APACHE2, alive, apache_env, descendants, run_load
+from httpd_fixture import (  # noqa: E402
+    APACHE2, alive, apache_env, bad_log_lines, descendants, run_load)
 
 FULL = os.environ.get("HYB_FAULTS_FULL") == "1"
 STRATEGIES = ["mutex", "preemptive", "reuseport", "exclusive"]
 MECHS = ["sysvsem", "posixsem", "fcntl", "flock", "pthread"]
-BAD_LOG = re.compile(r"\[[\w.-]*:(?:crit|alert|emerg)\]|Segmentation fault"
-                     r"|Bus error|Aborted|double free|stack smashing"
-                     r"|AddressSanitizer|runtime error:")
 
 
 def pick(full, reduced):
@@ -59,10 +57,6 @@ def report(scenario, **numbers):
     if path:
         with open(path, "a") as f:
             f.write(line + "\n")
-
-
-def bad_log_lines(h):
-    return [l for l in h.log().splitlines() if BAD_LOG.search(l)]
 
 
 def mutex_conf(mech, h=None):
