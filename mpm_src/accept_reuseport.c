@@ -224,8 +224,8 @@ static rp_sock *find_or_make(ap_listen_rec *primary, int g, server_rec *s,
     return rs;
 }
 
-/* Closes the sockets not marked in use.  Their queue cannot be handed to
- * anyone, so this is logged. */
+/* Closes the sockets not marked in use, marked closing first: the
+ * children that still hold one drain its queue (hybrid_drain.c). */
 static void close_unused(server_rec *s, const char *why)
 {
     rp_sock **pp = &rp->socks;
@@ -240,6 +240,7 @@ static void close_unused(server_rec *s, const char *why)
         ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, HYBLOGNO(00092)
                      "reuseport: closing group %d socket for %s (%s)",
                      rs->group, rs->key, why);
+        hyb_listener_mark_closing(rs->lr.sd);
         apr_socket_close(rs->lr.sd);
         *pp = rs->next;
     }
@@ -356,7 +357,7 @@ static apr_status_t reuseport_child_init(hyb_child *ch)
 }
 
 /* The server is stopping: close every group socket now, so that clients
- * are refused instead of queued where nobody will accept. */
+ * are refused once the children have drained what is queued. */
 static void reuseport_stopping(void)
 {
     rp_sock *rs;

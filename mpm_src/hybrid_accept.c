@@ -68,10 +68,14 @@ static apr_status_t hyb_pollset_build(hyb_child *ch, ap_listen_rec *lrs,
     ps->fds = apr_pcalloc(ch->pool, sizeof(*ps->fds) * (n + 1));
     ps->lrs = apr_pcalloc(ch->pool, sizeof(*ps->lrs) * (n + 1));
     ch->listen_fds = apr_pcalloc(ch->pool, sizeof(int) * (n + 1));
+    ch->listen_lrs = apr_pcalloc(ch->pool, sizeof(*ch->listen_lrs) * (n + 1));
+    ch->listen_released = apr_pcalloc(ch->pool, sizeof(apr_uint32_t)
+                                                * (n + 1));
     for (lr = lrs; lr; lr = lr->next, i++) {
         apr_os_sock_t fd;
 
         apr_os_sock_get(&fd, lr->sd);
+        ch->listen_lrs[ch->nlisten_fds] = lr;
         ch->listen_fds[ch->nlisten_fds++] = fd;
         ps->fds[i].fd = fd;
         ps->fds[i].events = POLLIN;

@@ -19,21 +19,29 @@ static int hyb_child_stopping(const hyb_child *ch)
 }
 
 /* A stopping child lets go of the listening sockets at once, so that a
- * graceful stop refuses new connections while in-flight requests finish.
+ * graceful stop refuses new connections while in-flight requests finish;
+ * unless `all`, it keeps a listener that is closing with connections
+ * still queued, which a worker drains first (hybrid_drain.c).
  * dup2() of a placeholder over each fd drops this process's reference
  * without freeing the fd number, so no other thread can find a stranger's
  * socket under it; the sockets stay open in the parent and the other
- * children.  Async-signal-safe. */
-static void release_listeners(hyb_child *ch)
+ * children.  Async-signal-safe: atomics, getsockopt() and dup2(). */
+static void release_listeners(hyb_child *ch, int all)
 {
     int i;
 
-    if (ch->placeholder_fd < 0
-        || __atomic_exchange_n(&ch->released, 1, __ATOMIC_SEQ_CST)) {
+    if (ch->placeholder_fd < 0) {
         return;
     }
     for (i = 0; i < ch->nlisten_fds; i++) {
-        dup2(ch->placeholder_fd, ch->listen_fds[i]);
+        if (__atomic_load_n(&ch->listen_released[i], __ATOMIC_SEQ_CST)
+            || (!all && hyb_listener_needs_drain(ch->listen_fds[i]))) {
+            continue;
+        }
+        if (!__atomic_exchange_n(&ch->listen_released[i], 1,
+                                 __ATOMIC_SEQ_CST)) {
+            dup2(ch->placeholder_fd, ch->listen_fds[i]);
+        }
     }
 }
 
@@ -52,7 +60,7 @@ static void hyb_child_request_stop(hyb_child *ch, hyb_stop_mode mode)
     if (write(ch->wake_fd[1], "x", 1) < 0) {
         /* already full: already readable */
     }
-    release_listeners(ch);
+    release_listeners(ch, mode == HYB_STOP_NOW);
     if (mode == HYB_STOP_NOW && !ch->threaded) {
         int fd = ch->threads[0].active_fd;
 
@@ -341,6 +349,9 @@ static void supervise_workers(hyb_child *ch)
             drop_connections_now(ch);
             break;
         }
+        /* A closing listener kept for draining, whose queue others have
+         * emptied meanwhile, need not wait for one of our busy workers. */
+        release_listeners(ch, 0);
         apr_sleep(apr_time_from_msec(20));
     }
     for (i = 0; i < conf.threads_per_child; i++) {

@@ -15,6 +15,7 @@
  *   hybrid_child.c     a child's life: init, threads, signals, exit
  *   hybrid_worker.c    one worker thread: take a connection, serve it
  *   hybrid_accept.c    the accept-strategy registry and shared helpers
+ *   hybrid_drain.c     a closing listener is drained, not reset
  *   accept_*.c         one accept strategy each
  */
 #ifndef HYBRID_INTERNAL_H
@@ -148,6 +149,8 @@ typedef struct hyb_retained {
     hybrid_stats_header *stats;
     int one_process;
     int startup_pass;         /* module_loads == 1 */
+    int old_generation_pending; /* graceful restart: tell the old children
+                                 * once the new config is in place */
 } hyb_retained;
 
 static hyb_retained *retained;
@@ -270,9 +273,10 @@ struct hyb_child {
     hybrid_child_counters *counters; /* NULL if no stats segment */
     void *accept_state;       /* the strategy's own per-child data */
     int *listen_fds;          /* listener fds this child holds */
+    ap_listen_rec **listen_lrs; /* their records, to drain them */
+    apr_uint32_t *listen_released; /* [i]: listen_fds[i] let go of */
     int nlisten_fds;
     int placeholder_fd;       /* /dev/null, dup2()ed over them on stop */
-    volatile apr_uint32_t released;
     pthread_t waiter;         /* worker blocked in an interruptible wait */
     volatile int waiting;     /* waiter is valid */
     int sick;                 /* a worker hit a persistent accept error */

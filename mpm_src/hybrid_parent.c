@@ -569,6 +569,7 @@ static void graceful_stop(parent_loop *pl)
         ? apr_time_now() + apr_time_from_sec(ap_graceful_shutdown_timeout)
         : 0;
 
+    hyb_listeners_mark_closing(ap_listeners);
     ap_close_listeners();
     if (conf.strategy->stopping) {
         conf.strategy->stopping();
@@ -624,7 +625,11 @@ static int finish_generation(parent_loop *pl)
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, ap_server_conf,
                      HYBLOGNO(00060) "Graceful restart requested, doing "
                      "restart");
-        tell_children_graceful();
+        /* The old children go on serving while the config is re-read and
+         * are told to go only then (hyb_run): by that time the listeners
+         * the new config dropped are marked closing, and the old children
+         * drain them instead of letting them close on a full queue. */
+        retained->old_generation_pending = 1;
     }
     else {
         hyb_reclaim_all();
@@ -685,6 +690,10 @@ static int hyb_run(apr_pool_t *_pconf, apr_pool_t *plog, server_rec *s)
                                                     : conf.start_servers;
     if (retained->mpm->was_graceful) {
         retained->hold_off_spawn_ticks = 10;
+    }
+    if (retained->old_generation_pending) {
+        retained->old_generation_pending = 0;
+        tell_children_graceful();
     }
     take_snapshot(pl.per_group);
     pl.to_start -= spawn_children(pl.to_start, pl.per_group);

@@ -157,6 +157,58 @@ static apr_pool_t *create_ptrans(hyb_child *ch)
     return ptrans;
 }
 
+/* Takes one connection still queued on a closing listener; gives up on
+ * an empty queue, on a listener already let go of (ENOTSOCK), or when the
+ * stop turns immediate. */
+static int accept_queued_on_closing(hyb_child *ch, int i, apr_socket_t **csd,
+                                    apr_pool_t *ptrans)
+{
+    apr_status_t rv;
+
+    do {
+        if (__atomic_load_n(&ch->stop, __ATOMIC_SEQ_CST) == HYB_STOP_NOW) {
+            return 0;
+        }
+        rv = apr_socket_accept(csd, ch->listen_lrs[i]->sd, ptrans);
+    } while (APR_STATUS_IS_EINTR(rv) || APR_STATUS_IS_ECONNABORTED(rv));
+    if (rv == APR_SUCCESS) {
+        HYB_COUNT(ch, accepts, 1);
+        return 1;
+    }
+    return 0;
+}
+
+/* Graceful stop: serve what is still queued on this child's closing
+ * listeners, then let go of them, so that their last reference closes on
+ * an empty queue (hybrid_drain.c).  Every free worker joins in. */
+static void drain_closing_listeners(hyb_thread *t, apr_pool_t *ptrans)
+{
+    hyb_child *ch = t->child;
+    apr_socket_t *csd;
+    int i, served = 0;
+
+    for (i = 0; i < ch->nlisten_fds; i++) {
+        if (__atomic_load_n(&ch->listen_released[i], __ATOMIC_SEQ_CST)
+            || !hyb_listener_closing(ch->listen_fds[i])) {
+            continue;
+        }
+        while (accept_queued_on_closing(ch, i, &csd, ptrans)) {
+            set_idle(ch, -1);
+            serve_connection(t, csd, ptrans);
+            set_idle(ch, 1);
+            apr_pool_clear(ptrans);
+            served++;
+        }
+    }
+    release_listeners(ch, 1);
+    if (served) {
+        ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, ap_server_conf,
+                     HYBLOGNO(00102) "child %d thread %d: served %d "
+                     "connections queued on closing listeners", ch->slot,
+                     t->num, served);
+    }
+}
+
 static void *hyb_worker_run(hyb_thread *t)
 {
     hyb_child *ch = t->child;
@@ -183,6 +235,9 @@ static void *hyb_worker_run(hyb_thread *t)
     if (rc == HYB_ACCEPT_SICK) {
         ch->sick = 1;
         hyb_child_request_stop(ch, HYB_STOP_GRACEFUL);
+    }
+    else {
+        drain_closing_listeners(t, ptrans);
     }
     set_idle(ch, -1);
     ap_update_child_status_from_indexes(ch->slot, t->num,

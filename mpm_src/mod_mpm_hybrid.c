@@ -20,6 +20,7 @@
 #include "hybrid_config.c"
 #include "hybrid_counters.c"
 #include "hybrid_spare.c"
+#include "hybrid_drain.c"
 #include "accept_mutex.c"
 #include "accept_preempt.c"
 #include "accept_reuseport.c"
@@ -139,6 +140,7 @@ static int hyb_pre_config(apr_pool_t *p, apr_pool_t *plog, apr_pool_t *ptemp)
         }
     }
     pconf = p;
+    hyb_drain_note_old_listeners(p);
     ap_listen_pre_config();
     hyb_config_defaults();
     ap_extended_status = 0;
@@ -192,6 +194,7 @@ static int hyb_open_logs(apr_pool_t *p, apr_pool_t *plog, apr_pool_t *ptemp,
     apr_status_t rv;
 
     pconf = p;
+    hyb_drain_mark_removed_listeners();
     if (ap_setup_listeners(ap_server_conf) < 1) {
         ap_log_error(APLOG_MARK, APLOG_ALERT | flags, 0, log_s,
                      HYBLOGNO(00081) "no listening sockets available, "
