@@ -1,12 +1,13 @@
 """pytest glue: an `httpd` factory fixture that cleans up after itself and
 attaches each server's error log to a failing test's report."""
 import os
+import subprocess
 import sys
 
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from httpd_fixture import Httpd  # noqa: E402
+from httpd_fixture import REPO, SLEEP_SO, Httpd  # noqa: E402
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -47,3 +48,14 @@ def httpd(request):
             request.node.add_report_section(
                 "call", "leftover processes killed", repr(h.leftovers))
         h.cleanup()
+
+
+@pytest.fixture(scope="session")
+def sleep_module():
+    """build/mod_bench_sleep.so (`SetHandler bench-sleep`, ?ms=N), built
+    once per run; returns its path."""
+    r = subprocess.run(["make", "-C", REPO, "--no-print-directory",
+                        "test-modules"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return SLEEP_SO
+

@@ -19,6 +19,7 @@ REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 # HYB_BUILD_DIR: take the modules from another build (make asan); that
 # build is made by its own target, so build() does not run make for it.
 BUILD = os.environ.get("HYB_BUILD_DIR") or os.path.join(REPO, "build")
+SLEEP_SO = os.path.join(BUILD, "mod_bench_sleep.so")
 STOCK_MODULES = "/usr/lib/apache2/modules"
 APACHE2 = "/usr/sbin/apache2"
 
@@ -408,3 +409,10 @@ def settle(h, timeout=15):
     except AssertionError as e:
         raise AssertionError("children kept changing: %r\n%s" % (
             history, e)) from None
+
+
+def sleep_conf(so=SLEEP_SO):
+    """Config lines that serve /sleep?ms=N from the sleep module
+    (build it with the `sleep_module` fixture)."""
+    return ("LoadModule bench_sleep_module %s\n"
+            "<Location /sleep>\n  SetHandler bench-sleep\n</Location>" % so)

@@ -23,34 +23,22 @@ Without the drain these tests fail: each run resets about the 20
 connections that were queued (checked by hand against the previous
 build, see the commit that added this file).
 """
-import os
 import signal
 import socket
-import subprocess
 import threading
 import time
 
 import pytest
 
-from httpd_fixture import BUILD, REPO, bad_log_lines, free_port, settle
+from httpd_fixture import bad_log_lines, free_port, settle, sleep_conf
 
-SLEEP_SO = os.path.join(BUILD, "mod_bench_sleep.so")
 CLIENTS = 24
 REQUEST_MS = 100
 
 
-@pytest.fixture(scope="module")
-def sleep_module():
-    r = subprocess.run(["make", "-C", REPO, "--no-print-directory",
-                        "test-modules"], capture_output=True, text=True)
-    assert r.returncode == 0, r.stdout + r.stderr
-    return SLEEP_SO
-
-
 def server_conf(so, strategy, tpc, extra=()):
     children = 4 // tpc
-    lines = ["LoadModule bench_sleep_module %s" % so,
-             "<Location /sleep>\n  SetHandler bench-sleep\n</Location>",
+    lines = [sleep_conf(so),
              "StartServers %d" % children, "ServerLimit %d" % children,
              "ThreadLimit %d" % tpc, "ThreadsPerChild %d" % tpc,
              "MaxRequestWorkers 4", "MinSpareThreads 1",

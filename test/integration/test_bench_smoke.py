@@ -9,25 +9,9 @@ import urllib.error
 
 import pytest
 
-from httpd_fixture import BUILD, REPO
+from httpd_fixture import REPO, sleep_conf
 
 BENCH = os.path.join(REPO, "test", "bench", "bench.py")
-SLEEP_SO = os.path.join(BUILD, "mod_bench_sleep.so")
-
-
-@pytest.fixture(scope="module")
-def sleep_module():
-    r = subprocess.run(["make", "-C", REPO, "--no-print-directory",
-                        "test-modules"], capture_output=True, text=True)
-    assert r.returncode == 0, r.stdout + r.stderr
-    return SLEEP_SO
-
-
-def sleep_conf(so):
-    return ("LoadModule bench_sleep_module %s\n"
-            "<Location /sleep>\n  SetHandler bench-sleep\n</Location>" % so)
-
-
 def status_of(h, path):
     try:
         with h.get(path) as r:
