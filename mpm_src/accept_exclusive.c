@@ -54,4 +54,5 @@ static const hyb_strategy accept_exclusive = {
     NULL,
     NULL,
     NULL,
+    NULL,
 };

@@ -245,4 +245,5 @@ static const hyb_strategy accept_mutex = {
     NULL,
     mutex_reaped,
     NULL,
+    NULL,
 };

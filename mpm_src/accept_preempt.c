@@ -39,4 +39,5 @@ static const hyb_strategy accept_preemptive = {
     NULL,
     NULL,
     NULL,
+    NULL,
 };

@@ -13,16 +13,21 @@
  * count is fixed at the first start (changing it needs a full stop), and
  * the parent keeps at least one child per group (hybrid_parent.c), so a
  * queued connection always has a taker.  Only a Listen removed from the
- * config closes that address's sockets.
+ * config closes that address's sockets, after its queues are drained
+ * (hybrid_drain.c).
+ *
+ * Where a connection goes: not by the kernel's hash alone, which does not
+ * know which group is busy, but by a program that sends it to the group
+ * with the most free threads (reuseport_steer.c).
  */
 
 #include <netinet/tcp.h>
-
 typedef struct rp_sock {
     struct rp_sock *next;
     char key[128];           /* "addr:port" of the primary listener */
     int group;               /* 1..G-1 */
     int in_use;              /* matched a Listen in this generation */
+    apr_socket_t *primary_sd; /* httpd's listener when this one was made */
     ap_listen_rec lr;        /* our copy; lr.sd lives in the retained pool */
 } rp_sock;
 
@@ -30,9 +35,15 @@ typedef struct rp_retained {
     apr_pool_t *pool;        /* never cleared: sockets outlive generations */
     rp_sock *socks;
     int groups;              /* G, fixed at first start */
+    int steer_tried;         /* the steering program, made once: */
+    int map_fd, prog_fd;     /* its map and program (-1 if none) */
+    apr_int32_t *room;       /* [G], the map's memory, shared */
 } rp_retained;
 
 static rp_retained *rp;
+static void rp_steer_open(apr_pool_t *p, server_rec *s);
+static void reuseport_steer(const int *idle, const int *children,
+                            int groups);
 static ap_listen_rec **rp_group_listeners; /* this generation, [G] lists */
 static int rp_use_epoll;                   /* EPOLLEXCLUSIVE available */
 
@@ -187,6 +198,7 @@ static apr_status_t make_group_socket(ap_listen_rec *primary, rp_sock *rs)
     info.family = sa->family;
     info.type = SOCK_STREAM;
     info.protocol = IPPROTO_TCP;
+    rs->primary_sd = primary->sd;
     rs->lr = *primary;
     rs->lr.next = NULL;
     rs->lr.bind_addr = sa;   /* re-pointed each generation, see below */
@@ -298,6 +310,7 @@ static apr_status_t reuseport_open(apr_pool_t *p, server_rec *s)
         }
     }
     close_unused(s, "no longer in the Listen configuration");
+    rp_steer_open(p, s);
     rp_use_epoll = hyb_excl_supported();
     if (retained->startup_pass || !retained->mpm->was_graceful) {
         log_migrate_req(s);
@@ -331,7 +344,7 @@ static apr_status_t reuseport_child_init(hyb_child *ch)
     int g = ch->group;
 
     if (g < 0 || g >= rp->groups) {
-        g = 0;
+        g = ch->group = 0;
     }
     /* Only this group's queue is ours: let go of the other groups'
      * sockets, httpd's own (group 0) included, so that a stop of this
@@ -401,4 +414,5 @@ static const hyb_strategy accept_reuseport = {
     reuseport_groups,
     NULL,
     reuseport_stopping,
+    reuseport_steer,
 };

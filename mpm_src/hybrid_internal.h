@@ -17,6 +17,7 @@
  *   hybrid_accept.c    the accept-strategy registry and shared helpers
  *   hybrid_drain.c     a closing listener is drained, not reset
  *   accept_*.c         one accept strategy each
+ *   reuseport_steer.c  which listener group gets a new connection
  */
 #ifndef HYBRID_INTERNAL_H
 #define HYBRID_INTERNAL_H
@@ -186,6 +187,9 @@ typedef struct hyb_child hyb_child;
  *   stopping    parent, the server is stopping: close what open keeps
  *               across generations, so new connections are refused
  *               (optional)
+ *   steer       parent, several times a second: the idle threads and
+ *               children of each group, to send new connections where
+ *               they will be served soonest (optional)
  */
 struct hyb_strategy {
     const char *name;
@@ -201,6 +205,7 @@ struct hyb_strategy {
     int (*groups)(void);
     void (*reaped)(pid_t pid);
     void (*stopping)(void);
+    void (*steer)(const int *idle, const int *children, int groups);
 };
 
 static int hyb_groups(void);
@@ -251,6 +256,7 @@ typedef struct hyb_thread {
     apr_pool_t *ptrans;       /* made by the main thread before start */
     volatile int active_fd;   /* connection being served, or -1 */
     volatile int done;
+    int counted_in_room;      /* waiting, and counted in hyb_group_room */
 } hyb_thread;
 
 struct hyb_child {
@@ -284,6 +290,10 @@ struct hyb_child {
 };
 
 static hyb_child *the_child;  /* in a child process only */
+
+/* Free threads per listener group, shared with the kernel's steering
+ * program (reuseport_steer.c); NULL when nothing steers. */
+static apr_int32_t *hyb_group_room;
 
 static void hyb_child_main(int slot, int group) __attribute__((noreturn));
 static void block_child_signals(int how);

@@ -10,6 +10,7 @@
  */
 
 #define HYB_CRASH_RESPAWNS 3   /* immediate respawns per tick, then wait */
+#define HYB_STEER_EVERY apr_time_from_msec(50)
 
 /* Load of one listener group (with one group: of the whole server). */
 typedef struct group_load {
@@ -27,6 +28,10 @@ typedef struct parent_loop {
     int ticks;
     group_load *per_group;    /* load of each listener group */
     int stopping;             /* leaving the generation: start nothing */
+    int steering;             /* the strategy steers between groups */
+    apr_time_t last_steer;
+    int *steer_idle;          /* [groups], handed to the strategy */
+    int *steer_children;
 } parent_loop;
 
 static hyb_spare_in take_snapshot(group_load *per_group);
@@ -506,20 +511,52 @@ static void perform_maintenance(parent_loop *pl, int early)
     pl->last_maintenance = apr_time_now();
 }
 
-/* One pass of the main loop: sleep, reap, and maybe maintain. */
+/* Tells the strategy how much room each listener group has, at most every
+ * HYB_STEER_EVERY, so that new connections go where threads are free. */
+static void steer_connections(parent_loop *pl, apr_time_t now)
+{
+    int g;
+
+    if (!pl->steering || now - pl->last_steer < HYB_STEER_EVERY) {
+        return;
+    }
+    pl->last_steer = now;
+    take_snapshot(pl->per_group);
+    for (g = 0; g < hyb_groups(); g++) {
+        pl->steer_idle[g] = pl->per_group[g].idle;
+        pl->steer_children[g] = pl->per_group[g].children;
+    }
+    conf.strategy->steer(pl->steer_idle, pl->steer_children, hyb_groups());
+}
+
+static void steering_init(parent_loop *pl)
+{
+    pl->steering = conf.strategy->steer && hyb_groups() > 1;
+    if (pl->steering) {
+        pl->steer_idle = apr_pcalloc(pconf, sizeof(int) * hyb_groups());
+        pl->steer_children = apr_pcalloc(pconf, sizeof(int) * hyb_groups());
+    }
+}
+
+/* One pass of the main loop: sleep, reap, and maybe maintain.  While
+ * steering, the parent wakes at least every 2 * HYB_STEER_EVERY. */
 static void loop_once(parent_loop *pl)
 {
     apr_time_t now = apr_time_now();
-    int short_notice = wait_for_event(pl->next_tick > now
-                                      ? pl->next_tick - now : 0);
-    int early = 0;
+    apr_interval_time_t wait = pl->next_tick > now ? pl->next_tick - now : 0;
+    int short_notice, early = 0;
 
+    if (pl->steering && wait > 2 * HYB_STEER_EVERY) {
+        wait = 2 * HYB_STEER_EVERY;
+    }
+    short_notice = wait_for_event(wait);
     reap_children(pl);
     if (pl->fatal) {
         return;
     }
     process_retirements(pl);
     now = apr_time_now();
+    steer_connections(pl, now);
     if (now >= pl->next_tick) {
         pl->next_tick = now + HYB_TICK;
         pl->crash_respawns = 0;
@@ -669,6 +706,7 @@ static int hyb_run(apr_pool_t *_pconf, apr_pool_t *plog, server_rec *s)
     memset(&pl, 0, sizeof(pl));
     pl.s = s;
     pl.per_group = apr_pcalloc(pconf, sizeof(group_load) * hyb_groups());
+    steering_init(&pl);
     ap_log_pid(pconf, ap_pid_fname);
     if (!retained->mpm->was_graceful) {
         if (ap_run_pre_mpm(s->process->pool, SB_SHARED) != OK) {

@@ -48,6 +48,35 @@ static void set_idle(hyb_child *ch, int delta)
     }
 }
 
+/* The steering program's count of free threads in this child's group
+ * (reuseport_steer.c): a thread counts while it waits for a connection.
+ * The program takes 1 off when it sends a connection to the group, so a
+ * thread that accepts one leaves quietly; one that stops without a
+ * connection takes its 1 back. */
+static void room_wait(hyb_thread *t)
+{
+    if (hyb_group_room && !t->counted_in_room
+        && !hyb_child_stopping(t->child)) {
+        t->counted_in_room = 1;
+        __atomic_add_fetch(&hyb_group_room[t->child->group], 1,
+                           __ATOMIC_RELAXED);
+    }
+}
+
+static void room_took_connection(hyb_thread *t)
+{
+    t->counted_in_room = 0;
+}
+
+static void room_leave(hyb_thread *t)
+{
+    if (t->counted_in_room) {
+        t->counted_in_room = 0;
+        __atomic_sub_fetch(&hyb_group_room[t->child->group], 1,
+                           __ATOMIC_RELAXED);
+    }
+}
+
 static hyb_accept_rc take_connection(hyb_child *ch, apr_socket_t **csd,
                                      apr_pool_t *ptrans)
 {
@@ -134,6 +163,11 @@ static void serve_connection(hyb_thread *t, apr_socket_t *csd,
                                  ba);
     if (c) {
         ap_process_connection(c, csd);
+        /* The client may reconnect as soon as it sees the close, before
+         * the lingering close is over: count this thread as free for
+         * steering already, so that the new connection comes back here
+         * instead of to a group with no free thread. */
+        room_wait(t);
         ap_lingering_close(c);
     }
     else {
@@ -220,11 +254,13 @@ static void *hyb_worker_run(hyb_thread *t)
     while (!hyb_child_stopping(ch)) {
         ap_update_child_status_from_indexes(ch->slot, t->num, SERVER_READY,
                                             NULL);
+        room_wait(t);
         rc = take_connection(ch, &csd, ptrans);
         if (rc == HYB_ACCEPT_STOP || rc == HYB_ACCEPT_SICK) {
             break;
         }
         if (rc == HYB_ACCEPT_OK) {
+            room_took_connection(t);
             set_idle(ch, -1);
             spend_connection(ch);
             serve_connection(t, csd, ptrans);
@@ -232,6 +268,7 @@ static void *hyb_worker_run(hyb_thread *t)
         }
         apr_pool_clear(ptrans);
     }
+    room_leave(t);
     if (rc == HYB_ACCEPT_SICK) {
         ch->sick = 1;
         hyb_child_request_stop(ch, HYB_STOP_GRACEFUL);

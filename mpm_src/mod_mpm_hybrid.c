@@ -24,6 +24,7 @@
 #include "accept_mutex.c"
 #include "accept_preempt.c"
 #include "accept_reuseport.c"
+#include "reuseport_steer.c"
 #include "accept_exclusive.c"
 #include "hybrid_accept.c"
 #include "hybrid_proc.c"

@@ -23,7 +23,10 @@ Covers
     connections at once;
   * graceful stop (SIGWINCH) with requests in flight, reuseport and
     exclusive: every connect refused at once, no child started, exit
-    soon after the last response.
+    soon after the last response;
+  * reuseport steering: with every thread of a group busy, a new
+    connection goes to the group with a free thread, not where the
+    kernel's hash would put it.
 
 The per-child counts come from the access log, whose last field is the
 serving child's pid (%P); each load uses its own query string so that the
@@ -40,7 +43,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from httpd_fixture import bad_log_lines, run_load
+from httpd_fixture import bad_log_lines, run_load, sleep_conf
 
 STARTED = re.compile(r"Child (\d+) started: pid (\d+), gen (\d+), "
                      r"strategy (\w+), group (\d+)")
@@ -581,6 +584,59 @@ def test_accept_graceful_stop_with_requests_in_flight(httpd, strategy):
                         % (rc, took))
     assert problems == []
     assert set(kids) & set(h.children()) == set()
+    assert bad_log_lines(h) == []
+
+
+# -- steering ----------------------------------------------------------------
+
+def slow_request(port, ms, out):
+    t = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), 10) as s:
+        s.settimeout(ms / 1000 + 10)
+        s.sendall(b"GET /sleep?ms=%d HTTP/1.1\r\nHost: t\r\n"
+                  b"Connection: close\r\n\r\n" % ms)
+        data = b""
+        while True:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    out.append((time.monotonic() - t, data[:12]))
+
+
+def test_accept_reuseport_steers_to_free_threads(httpd, sleep_module):
+    """ReusePortGroups 2, one child of 4 threads each: 8 requests of 2 s
+    started 150 ms apart fill both children exactly, and none waits for a
+    thread, in each of 4 rounds.  The kernel's hash alone puts 5 on one
+    child 73 % of the time (its fifth request then waits at least 1 s);
+    the steering program sends each connection to the group with a free
+    thread."""
+    h = httpd(conf=cfg(sleep_conf(sleep_module), "StartServers 2",
+                       "ServerLimit 2", "ThreadLimit 4", "ThreadsPerChild 4",
+                       "MaxRequestWorkers 8", "MinSpareThreads 1",
+                       "MaxSpareThreads 8", "AcceptStrategy reuseport",
+                       "ReusePortGroups 2", DEBUG))
+    h.start()
+    stable_children(h, 2)
+    slowest = []
+    for _ in range(4):
+        out, threads = [], []
+        for _ in range(8):
+            t = threading.Thread(target=slow_request,
+                                 args=(h.port, 2000, out))
+            t.start()
+            threads.append(t)
+            time.sleep(0.15)
+        for t in threads:
+            t.join(30)
+        assert len(out) == 8 and all(d.startswith(b"HTTP/1.1 200")
+                                     for _, d in out), out
+        slowest.append(round(max(t for t, _ in out), 2))
+        time.sleep(0.3)
+    print("\n%s; slowest request per round: %r s"
+          % (h.log_matches(r"steering new connections by [^\n]*")[-1:],
+             slowest))
+    assert max(slowest) < 2.5, slowest
     assert bad_log_lines(h) == []
 
 

@@ -1,0 +1,453 @@
+/* reuseport_steer.c: which group the kernel gives a new connection to,
+ * for AcceptStrategy reuseport.
+ *
+ * SO_REUSEPORT hashes connections over the groups without knowing which
+ * is busy, so a group whose threads are all taken (keep-alive clients pin
+ * them) keeps getting its share while another idles, and its clients wait.
+ * A program attached to each address's reuseport group picks the group
+ * instead, in one of two ways, the first one that the kernel allows:
+ *
+ *   join the shortest queue (eBPF, needs CAP_BPF and Linux 5.5): an
+ *   array map, mapped into memory before the first fork so that every
+ *   child shares it, holds each group's room: threads waiting for a
+ *   connection minus connections sent to the group and not yet taken.  A
+ *   worker adds 1 when it starts waiting and takes it back only if it
+ *   stops without a connection; the program, which the kernel runs for
+ *   every new connection, picks the group with the most room and takes 1
+ *   off.  So a connection goes where a thread is free and, at the limit,
+ *   where the backlog is shortest; ties go to the lowest group, and since
+ *   every pick lowers that group's room, idle groups take turns.  Once a
+ *   second the parent corrects drift (a handshake that never completed, a
+ *   child killed while idle) when it persists.
+ *
+ *   weighted random (classic BPF, any kernel with SO_REUSEPORT BPF): 20
+ *   times a second the parent attaches a program that picks a group at
+ *   random, weighted by the room each had at that moment.
+ *
+ * Either program returns an index into the kernel's list of the
+ * address's sockets, which is the order they started listening in:
+ * httpd's listener (group 0) first, then ours by group.  Where that order
+ * is not known (httpd reopened its listener while ours stayed), the
+ * address keeps the kernel's hash.  The shared room can be written by
+ * children: it only steers connections, the parent acts on nothing in it.
+ */
+
+#include <linux/bpf.h>
+#include <linux/filter.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+
+/* Past a few hundred groups per-group load is noise, and the programs
+ * grow with the group count; more groups keep the kernel's hash. */
+#define RP_STEER_MAX_GROUPS 256
+#define RP_STEER_EVERY_FIX apr_time_from_sec(1)
+#define RP_STEER_DRIFT 2     /* corrections smaller than this are noise */
+
+#ifndef SO_ATTACH_REUSEPORT_CBPF
+#define SO_ATTACH_REUSEPORT_CBPF 51
+#endif
+#ifndef SO_ATTACH_REUSEPORT_EBPF
+#define SO_ATTACH_REUSEPORT_EBPF 52
+#endif
+#ifndef SO_DETACH_REUSEPORT_BPF
+#define SO_DETACH_REUSEPORT_BPF 68
+#endif
+
+typedef enum { STEER_HASH, STEER_SHORTEST, STEER_WEIGHTED } rp_steer_mode;
+
+/* One address (parent only, rebuilt each generation). */
+typedef struct rp_steer {
+    struct rp_steer *next;
+    int *fds;                /* [G]: group g's socket in the parent */
+    apr_uint32_t *cut;       /* weighted: thresholds attached last time */
+    int usable;              /* kernel socket order known */
+    int attached;
+} rp_steer;
+
+static rp_steer *rp_steers;
+static rp_steer_mode rp_mode;
+static apr_int32_t *rp_drift;     /* shortest: last drift seen, [G] */
+static apr_time_t rp_last_fix;
+
+/* ------------------------------------------------------------------ */
+/* The shortest-queue program, assembled here (no compiler for BPF is
+ * needed at build time).  For G groups, with the map value int room[G]:
+ *
+ *     room = lookup(map, 0); if (!room) return -1 (hash);
+ *     best = 0; for g in 1..G-1: if (room[g] > room[best]) best = g;
+ *     atomically room[best] -= 1; return best;
+ *
+ * The loop is unrolled: the verifier then sees constant offsets only. */
+
+typedef struct {
+    struct bpf_insn *insn;
+    int n;
+} bpf_asm;
+
+static void emit(bpf_asm *a, int code, int dst, int src, int off, int imm)
+{
+    struct bpf_insn *i = &a->insn[a->n++];
+
+    memset(i, 0, sizeof(*i));
+    i->code = (apr_byte_t)code;
+    i->dst_reg = dst & 0xf;
+    i->src_reg = src & 0xf;
+    i->off = (short)off;
+    i->imm = imm;
+}
+
+#define SHORTEST_LEN(G) (14 + 4 * ((G) - 1))
+
+static int assemble_shortest(bpf_asm *a, int groups, int map_fd)
+{
+    enum { R0, R1, R2, R3, R4, R5, R6, R10 = 10 };
+    int g, miss, hash;
+
+    emit(a, BPF_ST | BPF_MEM | BPF_W, R10, 0, -4, 0);        /* key 0 */
+    emit(a, BPF_ALU64 | BPF_MOV | BPF_X, R2, R10, 0, 0);
+    emit(a, BPF_ALU64 | BPF_ADD | BPF_K, R2, 0, 0, -4);
+    emit(a, BPF_LD | BPF_DW | BPF_IMM, R1, BPF_PSEUDO_MAP_FD, 0, map_fd);
+    emit(a, 0, 0, 0, 0, 0);
+    emit(a, BPF_JMP | BPF_CALL, 0, 0, 0, BPF_FUNC_map_lookup_elem);
+    miss = a->n;
+    emit(a, BPF_JMP | BPF_JEQ | BPF_K, R0, 0, 0, 0);         /* -> hash */
+    emit(a, BPF_LDX | BPF_MEM | BPF_W, R4, R0, 0, 0);        /* best room */
+    emit(a, BPF_ALU64 | BPF_MOV | BPF_K, R6, 0, 0, 0);       /* best g */
+    for (g = 1; g < groups; g++) {
+        emit(a, BPF_LDX | BPF_MEM | BPF_W, R2, R0, 4 * g, 0);
+        emit(a, BPF_JMP32 | BPF_JSLE | BPF_X, R2, R4, 2, 0);
+        emit(a, BPF_ALU64 | BPF_MOV | BPF_X, R4, R2, 0, 0);
+        emit(a, BPF_ALU64 | BPF_MOV | BPF_K, R6, 0, 0, g);
+    }
+    emit(a, BPF_ALU64 | BPF_MOV | BPF_X, R3, R6, 0, 0);
+    emit(a, BPF_ALU64 | BPF_LSH | BPF_K, R3, 0, 0, 2);
+    emit(a, BPF_ALU64 | BPF_ADD | BPF_X, R3, R0, 0, 0);
+    emit(a, BPF_ALU64 | BPF_MOV | BPF_K, R5, 0, 0, -1);
+    emit(a, BPF_STX | BPF_ATOMIC | BPF_W, R3, R5, 0, BPF_ADD);
+    emit(a, BPF_ALU64 | BPF_MOV | BPF_X, R0, R6, 0, 0);
+    emit(a, BPF_JMP | BPF_EXIT, 0, 0, 0, 0);
+    hash = a->n;
+    emit(a, BPF_ALU | BPF_MOV | BPF_K, R0, 0, 0, -1);  /* out of range */
+    emit(a, BPF_JMP | BPF_EXIT, 0, 0, 0, 0);
+    a->insn[miss].off = (short)(hash - miss - 1);
+    return a->n;
+}
+
+static long bpf_call(int cmd, union bpf_attr *attr)
+{
+    return syscall(__NR_bpf, cmd, attr, sizeof(*attr));
+}
+
+static size_t room_bytes(void)
+{
+    long page = sysconf(_SC_PAGESIZE);
+
+    return (sizeof(apr_int32_t) * rp->groups + page - 1) / page * page;
+}
+
+static int make_room_map(void)
+{
+    union bpf_attr attr;
+    void *mem;
+    int fd;
+
+    memset(&attr, 0, sizeof(attr));
+    attr.map_type = BPF_MAP_TYPE_ARRAY;
+    attr.key_size = sizeof(apr_uint32_t);
+    attr.value_size = sizeof(apr_int32_t) * rp->groups;
+    attr.max_entries = 1;
+    attr.map_flags = BPF_F_MMAPABLE;
+    if ((fd = (int)bpf_call(BPF_MAP_CREATE, &attr)) < 0) {
+        return -1;
+    }
+    mem = mmap(NULL, room_bytes(), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (mem == MAP_FAILED) {
+        int saved = errno;
+
+        close(fd);
+        errno = saved;
+        return -1;
+    }
+    fcntl(fd, F_SETFD, FD_CLOEXEC);
+    rp->map_fd = fd;
+    rp->room = mem;
+    return 0;
+}
+
+static int load_shortest(server_rec *s)
+{
+    struct bpf_insn *insn = apr_pcalloc(rp->pool, sizeof(*insn)
+                                        * SHORTEST_LEN(rp->groups));
+    bpf_asm a = { insn, 0 };
+    union bpf_attr attr;
+    int fd;
+
+    memset(&attr, 0, sizeof(attr));
+    attr.prog_type = BPF_PROG_TYPE_SOCKET_FILTER;
+    attr.insn_cnt = (apr_uint32_t)assemble_shortest(&a, rp->groups,
+                                                    rp->map_fd);
+    attr.insns = (apr_uint64_t)(uintptr_t)insn;
+    attr.license = (apr_uint64_t)(uintptr_t)"Apache-2.0";
+    if ((fd = (int)bpf_call(BPF_PROG_LOAD, &attr)) < 0) {
+        char *log = apr_pcalloc(rp->pool, 4096);
+        int saved = errno;
+
+        /* Again, for the verifier's reason (a log costs verifier time,
+         * so only now). */
+        attr.log_buf = (apr_uint64_t)(uintptr_t)log;
+        attr.log_size = 4096;
+        attr.log_level = 1;
+        fd = (int)bpf_call(BPF_PROG_LOAD, &attr);
+        if (fd < 0) {
+            ap_log_error(APLOG_MARK, APLOG_DEBUG, saved, s, HYBLOGNO(00105)
+                         "reuseport: loading the shortest-queue program "
+                         "failed; the verifier said: %.400s", log);
+            errno = saved;
+            return -1;
+        }
+    }
+    fcntl(fd, F_SETFD, FD_CLOEXEC);
+    rp->prog_fd = fd;
+    return 0;
+}
+
+/* Once per server life (the map outlives generations, like the groups). */
+static void make_shortest_once(server_rec *s)
+{
+    if (rp->steer_tried) {
+        return;
+    }
+    rp->steer_tried = 1;
+    rp->map_fd = rp->prog_fd = -1;
+    if (make_room_map() < 0 || load_shortest(s) < 0) {
+        ap_log_error(APLOG_MARK, APLOG_INFO, errno, s, HYBLOGNO(00106)
+                     "reuseport: cannot load the shortest-queue program "
+                     "(needs CAP_BPF and Linux 5.5); steering by weighted "
+                     "random, updated 20 times a second");
+        if (rp->room) {
+            munmap(rp->room, room_bytes());
+            rp->room = NULL;
+        }
+        if (rp->map_fd >= 0) {
+            close(rp->map_fd);
+            rp->map_fd = -1;
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Per address                                                        */
+
+static void steer_detach(rp_steer *st)
+{
+    setsockopt(st->fds[1], SOL_SOCKET, SO_DETACH_REUSEPORT_BPF, NULL, 0);
+    st->attached = 0;
+}
+
+/* The address's sockets in group order, and whether the kernel lists them
+ * in that order: only if ours were all made after httpd's listener. */
+static rp_steer *steer_for(apr_pool_t *p, ap_listen_rec *primary,
+                           server_rec *s)
+{
+    rp_steer *st = apr_pcalloc(p, sizeof(*st));
+    apr_status_t rv;
+    int g;
+
+    st->fds = apr_pcalloc(p, sizeof(int) * rp->groups);
+    st->cut = apr_pcalloc(p, sizeof(apr_uint32_t) * rp->groups);
+    st->usable = rp->groups <= RP_STEER_MAX_GROUPS;
+    apr_os_sock_get(&st->fds[0], primary->sd);
+    for (g = 1; g < rp->groups; g++) {
+        rp_sock *rs = find_or_make(primary, g, s, &rv);
+
+        apr_os_sock_get(&st->fds[g], rs->lr.sd);
+        st->usable &= rs->primary_sd == primary->sd;
+    }
+    if (!st->usable) {
+        ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, HYBLOGNO(00103)
+                     "reuseport: connections to %pI are spread by the "
+                     "kernel's hash, not by load (%s)", primary->bind_addr,
+                     rp->groups > RP_STEER_MAX_GROUPS
+                     ? "more than 256 groups"
+                     : "httpd reopened its listener; a full stop and start "
+                       "restores steering");
+        steer_detach(st);
+    }
+    else if (rp_mode == STEER_SHORTEST
+             && setsockopt(st->fds[1], SOL_SOCKET, SO_ATTACH_REUSEPORT_EBPF,
+                           &rp->prog_fd, sizeof(rp->prog_fd)) < 0) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, errno, s, HYBLOGNO(00107)
+                     "reuseport: cannot attach the shortest-queue program "
+                     "to %pI; the kernel's hash spreads its connections",
+                     primary->bind_addr);
+        st->usable = 0;
+    }
+    return st;
+}
+
+/* Parent, open_logs of every generation, after the group sockets. */
+static void rp_steer_open(apr_pool_t *p, server_rec *s)
+{
+    ap_listen_rec *primary;
+
+    rp_steers = NULL;
+    hyb_group_room = NULL;
+    rp_mode = STEER_HASH;
+    if (rp->groups < 2 || rp->groups > RP_STEER_MAX_GROUPS) {
+        return;
+    }
+    make_shortest_once(s);
+    rp_mode = rp->prog_fd >= 0 ? STEER_SHORTEST : STEER_WEIGHTED;
+    if (rp_mode == STEER_SHORTEST) {
+        hyb_group_room = rp->room;     /* inherited by the children */
+        rp_drift = apr_pcalloc(p, sizeof(*rp_drift) * rp->groups);
+    }
+    for (primary = ap_listeners; primary; primary = primary->next) {
+        rp_steer *st = steer_for(p, primary, s);
+
+        st->next = rp_steers;
+        rp_steers = st;
+    }
+    ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, HYBLOGNO(00108)
+                 "reuseport: steering new connections by %s",
+                 rp_mode == STEER_SHORTEST
+                 ? "shortest queue (eBPF)"
+                 : "weighted random (classic BPF, 20 updates a second)");
+}
+
+/* ------------------------------------------------------------------ */
+/* Parent, several times a second                                      */
+
+static unsigned queued_in_group(int g)
+{
+    unsigned n = 0;
+    rp_steer *st;
+
+    for (st = rp_steers; st; st = st->next) {
+        n += hyb_listener_queued(st->fds[g]);
+    }
+    return n;
+}
+
+/* Shortest queue: the room should be idle threads minus queued
+ * connections.  A difference that lasts two passes in a row is drift, not
+ * a count caught mid-update: add it. */
+static void fix_drift(const int *idle)
+{
+    int g;
+
+    for (g = 0; g < rp->groups; g++) {
+        apr_int32_t truth = idle[g] - (apr_int32_t)queued_in_group(g);
+        apr_int32_t d = truth - __atomic_load_n(&rp->room[g],
+                                                __ATOMIC_RELAXED);
+
+        if ((d > RP_STEER_DRIFT && rp_drift[g] > RP_STEER_DRIFT)
+            || (d < -RP_STEER_DRIFT && rp_drift[g] < -RP_STEER_DRIFT)) {
+            __atomic_add_fetch(&rp->room[g], d, __ATOMIC_RELAXED);
+            d = 0;
+        }
+        rp_drift[g] = d;
+    }
+}
+
+/* Weighted: room per group for one address; when no group has any,
+ * capacity (children) instead. */
+static apr_uint32_t group_room(const rp_steer *st, const int *idle,
+                               const int *children, apr_uint32_t *room)
+{
+    apr_uint32_t total = 0;
+    int g;
+
+    for (g = 0; g < rp->groups; g++) {
+        unsigned queued = hyb_listener_queued(st->fds[g]);
+
+        room[g] = idle[g] > 0 && (unsigned)idle[g] > queued
+                  ? (unsigned)idle[g] - queued : 0;
+        total += room[g];
+    }
+    if (total == 0) {
+        for (g = 0; g < rp->groups; g++) {
+            room[g] = children[g] > 0 ? (apr_uint32_t)children[g] : 0;
+            total += room[g];
+        }
+    }
+    return total;
+}
+
+/* Random r in [0, 65536): group g gets r in [cut[g-1], cut[g]). */
+static int attach_weighted(rp_steer *st, const apr_uint32_t *cut)
+{
+    struct sock_filter prog[2 + 2 * RP_STEER_MAX_GROUPS];
+    struct sock_fprog fprog;
+    int g, n = 0;
+
+    prog[n++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
+                                             SKF_AD_OFF + SKF_AD_RANDOM);
+    prog[n++] = (struct sock_filter)BPF_STMT(BPF_ALU | BPF_AND | BPF_K,
+                                             0xffff);
+    for (g = 0; g < rp->groups - 1; g++) {
+        prog[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K,
+                                                 cut[g], 1, 0);
+        prog[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K,
+                                                 (apr_uint32_t)g);
+    }
+    prog[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K,
+                                             (apr_uint32_t)rp->groups - 1);
+    fprog.len = (unsigned short)n;
+    fprog.filter = prog;
+    return setsockopt(st->fds[1], SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF,
+                      &fprog, sizeof(fprog));
+}
+
+/* Thresholds are rounded to 1/256 so that small changes do not make the
+ * parent attach a new program on every pass. */
+static void steer_weighted(rp_steer *st, const int *idle,
+                           const int *children)
+{
+    apr_uint32_t room[RP_STEER_MAX_GROUPS], cut[RP_STEER_MAX_GROUPS];
+    apr_uint32_t total, sum = 0;
+    int g;
+
+    if (!(total = group_room(st, idle, children, room))) {
+        return;
+    }
+    for (g = 0; g < rp->groups; g++) {
+        sum += room[g];
+        cut[g] = (apr_uint32_t)(((apr_uint64_t)sum << 16) / total) & ~0xffu;
+    }
+    if (st->attached && !memcmp(cut, st->cut, sizeof(*cut) * rp->groups)) {
+        return;
+    }
+    if (attach_weighted(st, cut) < 0) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, errno, ap_server_conf,
+                     HYBLOGNO(00104) "reuseport: cannot attach the "
+                     "load-steering program; connections are spread by "
+                     "the kernel's hash");
+        st->usable = 0;
+        return;
+    }
+    memcpy(st->cut, cut, sizeof(*cut) * rp->groups);
+    st->attached = 1;
+}
+
+static void reuseport_steer(const int *idle, const int *children, int groups)
+{
+    apr_time_t now = apr_time_now();
+    rp_steer *st;
+
+    if (!rp || groups != rp->groups || rp_mode == STEER_HASH) {
+        return;
+    }
+    if (rp_mode == STEER_SHORTEST) {
+        if (now - rp_last_fix >= RP_STEER_EVERY_FIX) {
+            rp_last_fix = now;
+            fix_drift(idle);
+        }
+        return;
+    }
+    for (st = rp_steers; st; st = st->next) {
+        if (st->usable) {
+            steer_weighted(st, idle, children);
+        }
+    }
+}
