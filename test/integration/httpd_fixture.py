@@ -416,3 +416,37 @@ def sleep_conf(so=SLEEP_SO):
     (build it with the `sleep_module` fixture)."""
     return ("LoadModule bench_sleep_module %s\n"
             "<Location /sleep>\n  SetHandler bench-sleep\n</Location>" % so)
+
+
+# The core tests can run against a stock MPM too, to check the tests
+# themselves (HYBTEST_CORE_MPM=worker): cfg() then drops what that MPM
+# does not know.
+CORE_MPM = os.environ.get("HYBTEST_CORE_MPM", "hybrid")
+HYBRID_ONLY = {"AcceptStrategy", "ReusePortGroups"}
+THREAD_ONLY = {"ThreadsPerChild", "ThreadLimit"}
+
+
+def cfg(*lines, mpm=CORE_MPM):
+    """Join config lines, leaving out those `mpm` would refuse."""
+    out = []
+    for line in "\n".join(lines).splitlines():
+        word = line.strip().split(" ")[0] if line.strip() else ""
+        if mpm != "hybrid" and word in HYBRID_ONLY:
+            continue
+        if mpm == "prefork" and word in THREAD_ONLY:
+            continue
+        out.append(line)
+    return "\n".join(out)
+
+
+def fd_links(pid):
+    """What each open descriptor of a process points at ("socket:[123]",
+    "pipe:[45]", a path); descriptors that close meanwhile are skipped."""
+    d = "/proc/%d/fd" % pid
+    out = []
+    for fd in os.listdir(d):
+        try:
+            out.append(os.readlink(os.path.join(d, fd)))
+        except OSError:
+            continue
+    return out

@@ -69,7 +69,6 @@ class Load:
                         for _ in range(CLIENTS)]
 
     def one(self):
-        t0 = time.monotonic()
         try:
             s = socket.create_connection(("127.0.0.1", self.port), 3)
         except ConnectionRefusedError:

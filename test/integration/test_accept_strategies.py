@@ -43,7 +43,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from httpd_fixture import bad_log_lines, run_load, sleep_conf
+from httpd_fixture import bad_log_lines, fd_links, run_load, sleep_conf
 
 STARTED = re.compile(r"Child (\d+) started: pid (\d+), gen (\d+), "
                      r"strategy (\w+), group (\d+)")
@@ -132,16 +132,8 @@ def listen_inodes(port):
 
 
 def socket_inodes(pid):
-    out = set()
-    d = "/proc/%d/fd" % pid
-    for fd in os.listdir(d):
-        try:
-            link = os.readlink(os.path.join(d, fd))
-        except OSError:
-            continue
-        if link.startswith("socket:["):
-            out.add(int(link[8:-1]))
-    return out
+    return {int(link[8:-1]) for link in fd_links(pid)
+            if link.startswith("socket:[")}
 
 
 def jain(xs):

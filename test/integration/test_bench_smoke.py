@@ -7,8 +7,6 @@ import subprocess
 import time
 import urllib.error
 
-import pytest
-
 from httpd_fixture import REPO, sleep_conf
 
 BENCH = os.path.join(REPO, "test", "bench", "bench.py")

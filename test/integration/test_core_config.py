@@ -13,31 +13,15 @@ configuration must then start and serve.
 HYBTEST_CORE_MPM=worker runs the same tests on the stock worker MPM (to
 check the tests themselves: the hybrid-only and stricter cases fail there).
 """
-import os
 import re
 import subprocess
 import time
 
 import pytest
 
-from httpd_fixture import run_load
+from httpd_fixture import CORE_MPM, cfg, run_load
 
-MPM = os.environ.get("HYBTEST_CORE_MPM", "hybrid")
-HYBRID_ONLY = {"AcceptStrategy"}
-THREAD_ONLY = {"ThreadsPerChild", "ThreadLimit"}
-
-
-def cfg(*lines):
-    """Join config lines; on a stock MPM drop what it does not know."""
-    out = []
-    for line in "\n".join(lines).splitlines():
-        word = line.strip().split(" ")[0] if line.strip() else ""
-        if MPM != "hybrid" and word in HYBRID_ONLY:
-            continue
-        if MPM == "prefork" and word in THREAD_ONLY:
-            continue
-        out.append(line)
-    return "\n".join(out)
+MPM = CORE_MPM
 
 
 def run_t(h):

@@ -19,10 +19,10 @@ import time
 
 import pytest
 
-from httpd_fixture import alive, bad_log_lines, descendants, run_load, settle
+from httpd_fixture import (CORE_MPM, alive, bad_log_lines, cfg, descendants,
+                           run_load, settle)
 
-MPM = os.environ.get("HYBTEST_CORE_MPM", "hybrid")
-HYBRID_ONLY = {"AcceptStrategy"}
+MPM = CORE_MPM
 
 BASE = ("StartServers 2", "ServerLimit 16", "ThreadLimit 16",
         "ThreadsPerChild 4", "MaxRequestWorkers 64", "MinSpareThreads 2",
@@ -30,17 +30,6 @@ BASE = ("StartServers 2", "ServerLimit 16", "ThreadLimit 16",
 
 K_CMD = {signal.SIGUSR1: "graceful", signal.SIGHUP: "restart",
          signal.SIGWINCH: "graceful-stop", signal.SIGTERM: "stop"}
-
-
-def cfg(*lines):
-    """Join config lines; on a stock MPM drop the hybrid-only directives."""
-    out = []
-    for line in "\n".join(lines).splitlines():
-        word = line.strip().split(" ")[0] if line.strip() else ""
-        if MPM != "hybrid" and word in HYBRID_ONLY:
-            continue
-        out.append(line)
-    return "\n".join(out)
 
 
 def send(h, how, sig):

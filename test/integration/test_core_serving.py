@@ -19,21 +19,9 @@ import time
 
 import pytest
 
-from httpd_fixture import bad_log_lines, run_load, settle
+from httpd_fixture import CORE_MPM, bad_log_lines, cfg, run_load, settle
 
-MPM = os.environ.get("HYBTEST_CORE_MPM", "hybrid")
-HYBRID_ONLY = {"AcceptStrategy"}
-
-
-def cfg(*lines):
-    """Join config lines; on a stock MPM drop the hybrid-only directives."""
-    out = []
-    for line in "\n".join(lines).splitlines():
-        word = line.strip().split(" ")[0] if line.strip() else ""
-        if MPM != "hybrid" and word in HYBRID_ONLY:
-            continue
-        out.append(line)
-    return "\n".join(out)
+MPM = CORE_MPM
 
 
 def file_bytes(h, name):

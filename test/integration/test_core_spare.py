@@ -20,8 +20,6 @@ import socket
 import threading
 import time
 
-import pytest
-
 from httpd_fixture import bad_log_lines
 
 MPM = os.environ.get("HYBTEST_CORE_MPM", "hybrid")

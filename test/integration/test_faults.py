@@ -36,7 +36,7 @@ import time
 import pytest
 
 from httpd_fixture import (  # noqa: E402
-    APACHE2, alive, apache_env, bad_log_lines, descendants, run_load)
+    APACHE2, alive, apache_env, bad_log_lines, descendants, fd_links, run_load)
 
 FULL = os.environ.get("HYB_FAULTS_FULL") == "1"
 STRATEGIES = ["mutex", "preemptive", "reuseport", "exclusive"]
@@ -167,15 +167,7 @@ def settle(h, count=None, timeout=20):
 
 def fd_summary(pid):
     """Sorted kinds of the process's open descriptors (socket, pipe, path)."""
-    out = []
-    d = "/proc/%d/fd" % pid
-    for fd in os.listdir(d):
-        try:
-            t = os.readlink(os.path.join(d, fd))
-        except OSError:
-            continue
-        out.append(re.sub(r"\[\d+\]", "", t))
-    return sorted(out)
+    return sorted(re.sub(r"\[\d+\]", "", t) for t in fd_links(pid))
 
 
 # -- SysV IPC attribution ------------------------------------------------
