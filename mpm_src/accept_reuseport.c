@@ -44,6 +44,7 @@ static rp_retained *rp;
 static void rp_steer_open(apr_pool_t *p, server_rec *s);
 static void reuseport_steer(const int *idle, const int *children,
                             int groups);
+static void reuseport_reaped(pid_t pid);
 static ap_listen_rec **rp_group_listeners; /* this generation, [G] lists */
 static int rp_use_epoll;                   /* EPOLLEXCLUSIVE available */
 
@@ -412,7 +413,7 @@ static const hyb_strategy accept_reuseport = {
     NULL,
     reuseport_configure,
     reuseport_groups,
-    NULL,
+    reuseport_reaped,
     reuseport_stopping,
     reuseport_steer,
 };

@@ -17,8 +17,9 @@
  *   off.  So a connection goes where a thread is free and, at the limit,
  *   where the backlog is shortest; ties go to the lowest group, and since
  *   every pick lowers that group's room, idle groups take turns.  Once a
- *   second the parent corrects drift (a handshake that never completed, a
- *   child killed while idle) when it persists.
+ *   second the parent corrects drift (a handshake that never completed)
+ *   when it persists; for a second after a child was killed, whose idle
+ *   threads still count, it does so on every pass (20 a second).
  *
  *   weighted random (classic BPF, any kernel with SO_REUSEPORT BPF): 20
  *   times a second the parent attaches a program that picks a group at
@@ -68,6 +69,7 @@ static rp_steer *rp_steers;
 static rp_steer_mode rp_mode;
 static apr_int32_t *rp_drift;     /* shortest: last drift seen, [G] */
 static apr_time_t rp_last_fix;
+static apr_time_t rp_fix_fast_until; /* after a crash: correct every pass */
 
 /* ------------------------------------------------------------------ */
 /* The shortest-queue program, assembled here (no compiler for BPF is
@@ -439,7 +441,8 @@ static void reuseport_steer(const int *idle, const int *children, int groups)
         return;
     }
     if (rp_mode == STEER_SHORTEST) {
-        if (now - rp_last_fix >= RP_STEER_EVERY_FIX) {
+        if (now - rp_last_fix >= RP_STEER_EVERY_FIX
+            || now < rp_fix_fast_until) {
             rp_last_fix = now;
             fix_drift(idle);
         }
@@ -450,4 +453,12 @@ static void reuseport_steer(const int *idle, const int *children, int groups)
             steer_weighted(st, idle, children);
         }
     }
+}
+
+/* A child of this generation was killed: the threads it had waiting are
+ * still counted as room in its group.  Correct soon rather than in a
+ * second or two, or new connections would queue for its replacement. */
+static void reuseport_reaped(pid_t pid)
+{
+    rp_fix_fast_until = apr_time_now() + apr_time_from_sec(1);
 }
