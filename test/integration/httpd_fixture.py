@@ -19,7 +19,9 @@ REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 # HYB_BUILD_DIR: take the modules from another build (make asan); that
 # build is made by its own target, so build() does not run make for it.
 BUILD = os.environ.get("HYB_BUILD_DIR") or os.path.join(REPO, "build")
-SLEEP_SO = os.path.join(BUILD, "mod_bench_sleep.so")
+# the test-only sleep module is built by `make test-modules` into the
+# repository's build/ even when HYB_BUILD_DIR points elsewhere (make asan)
+SLEEP_SO = os.path.join(REPO, "build", "mod_bench_sleep.so")
 STOCK_MODULES = "/usr/lib/apache2/modules"
 APACHE2 = "/usr/sbin/apache2"
 
