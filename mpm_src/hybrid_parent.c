@@ -16,7 +16,8 @@
 typedef struct group_load {
     int children;             /* live, current, not quiescing */
     int idle;                 /* their idle threads */
-    int closing;              /* their threads closing a connection */
+    int steerable;            /* free for steering: idle or closing
+                                 threads of children not retiring */
 } group_load;
 
 typedef struct parent_loop {
@@ -316,7 +317,8 @@ static hyb_spare_in take_snapshot(group_load *per_group)
 
             in.idle_threads += st <= SERVER_READY;
             gl->idle += st <= SERVER_READY;
-            gl->closing += st == SERVER_CLOSING;
+            gl->steerable += !ps->retire_wanted
+                             && (st <= SERVER_READY || st == SERVER_CLOSING);
             if (!ps->ready_noted && st >= SERVER_READY) {
                 /* first sign of a serving thread: tell status readers */
                 retained->slots[i].ready_noted = 1;
@@ -514,9 +516,10 @@ static void perform_maintenance(parent_loop *pl, int early)
 }
 
 /* Tells the strategy how much room each listener group has, at most every
- * HYB_STEER_EVERY, so that new connections go where threads are free.  A
- * thread closing its connection counts: it is about to be free, and the
- * steering already counts it (hybrid_worker.c, room_wait). */
+ * HYB_STEER_EVERY, so that new connections go where threads are free.
+ * Counted as the workers count themselves (hybrid_worker.c, room_wait): a
+ * thread closing its connection is about to be free; a child past
+ * MaxConnectionsPerChild is not offered. */
 static void steer_connections(parent_loop *pl, apr_time_t now)
 {
     int g;
@@ -527,8 +530,7 @@ static void steer_connections(parent_loop *pl, apr_time_t now)
     pl->last_steer = now;
     take_snapshot(pl->per_group);
     for (g = 0; g < hyb_groups(); g++) {
-        pl->steer_idle[g] = pl->per_group[g].idle
-                            + pl->per_group[g].closing;
+        pl->steer_idle[g] = pl->per_group[g].steerable;
         pl->steer_children[g] = pl->per_group[g].children;
     }
     conf.strategy->steer(pl->steer_idle, pl->steer_children, hyb_groups());

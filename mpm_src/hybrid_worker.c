@@ -55,11 +55,16 @@ static void set_idle(hyb_child *ch, int delta)
  * connection takes its 1 back. */
 static void room_wait(hyb_thread *t)
 {
-    if (hyb_group_room && !t->counted_in_room
-        && !hyb_child_stopping(t->child)) {
+    hyb_child *ch = t->child;
+
+    /* A child past MaxConnectionsPerChild waits for its replacement: it
+     * takes what its group is sent, but the group is not offered as free
+     * on its account. */
+    if (hyb_group_room && !t->counted_in_room && !hyb_child_stopping(ch)
+        && !(ch->limit_conns
+             && __atomic_load_n(&ch->conns_left, __ATOMIC_RELAXED) <= 0)) {
         t->counted_in_room = 1;
-        __atomic_add_fetch(&hyb_group_room[t->child->group], 1,
-                           __ATOMIC_RELAXED);
+        __atomic_add_fetch(&hyb_group_room[ch->group], 1, __ATOMIC_RELAXED);
     }
 }
 

@@ -11,8 +11,9 @@
  *   array map, mapped into memory before the first fork so that every
  *   child shares it, holds each group's room: threads waiting for a
  *   connection minus connections sent to the group and not yet taken.  A
- *   worker adds 1 when it starts waiting and takes it back only if it
- *   stops without a connection; the program, which the kernel runs for
+ *   worker adds 1 when it starts waiting (or its connection starts
+ *   closing) and takes it back only if it stops without a connection;
+ *   the program, which the kernel runs for
  *   every new connection, picks the group with the most room and takes 1
  *   off.  So a connection goes where a thread is free and, at the limit,
  *   where the backlog is shortest; ties go to the lowest group, and since
@@ -339,16 +340,24 @@ static void fix_drift(const int *idle)
     int g;
 
     for (g = 0; g < rp->groups; g++) {
-        apr_int32_t truth = idle[g] - (apr_int32_t)queued_in_group(g);
-        apr_int32_t d = truth - __atomic_load_n(&rp->room[g],
+        apr_int64_t truth = (apr_int64_t)idle[g] - queued_in_group(g);
+        apr_int64_t d = truth - __atomic_load_n(&rp->room[g],
                                                 __ATOMIC_RELAXED);
 
-        if ((d > RP_STEER_DRIFT && rp_drift[g] > RP_STEER_DRIFT)
-            || (d < -RP_STEER_DRIFT && rp_drift[g] < -RP_STEER_DRIFT)) {
-            __atomic_add_fetch(&rp->room[g], d, __ATOMIC_RELAXED);
+        if (d > INT32_MAX / 2 || d < -(INT32_MAX / 2)) {
+            /* children can write this memory: never do arithmetic that
+             * could overflow on whatever they left there */
+            __atomic_store_n(&rp->room[g], (apr_int32_t)truth,
+                             __ATOMIC_RELAXED);
             d = 0;
         }
-        rp_drift[g] = d;
+        else if ((d > RP_STEER_DRIFT && rp_drift[g] > RP_STEER_DRIFT)
+                 || (d < -RP_STEER_DRIFT && rp_drift[g] < -RP_STEER_DRIFT)) {
+            __atomic_add_fetch(&rp->room[g], (apr_int32_t)d,
+                               __ATOMIC_RELAXED);
+            d = 0;
+        }
+        rp_drift[g] = (apr_int32_t)d;
     }
 }
 

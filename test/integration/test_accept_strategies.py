@@ -373,8 +373,11 @@ def test_accept_reuseport_max_connections_per_child(httpd):
     # 3000 connections at <= 100 per child: at least 30 children
     assert len(counts) >= n // 100, counts
     assert len(set(counts) - first) >= n // 100 - 4, counts
-    # a child may finish what its threads already hold
-    assert max(counts.values()) <= 100 + 4, counts
+    # a child may finish what its threads already hold; a group's only
+    # child keeps accepting until its replacement runs, by at most a
+    # quarter (README), which takes a slow machine (make asan) to see
+    assert max(counts.values()) <= 100 + 100 // 4, counts
+    assert sum(c > 100 + 4 for c in counts.values()) <= 2, counts
     # replacements went to the group being recycled: every group
     # always had children, and all four groups were served again
     by_group = {}
