@@ -291,28 +291,56 @@ static apr_status_t hyb_excl_init(hyb_child *ch, ap_listen_rec *lrs,
     return APR_SUCCESS;
 }
 
+/* Picks a listener among the events epoll returned, -1 if only the wake
+ * pipe fired.  A listener comes first even when the child is stopping:
+ * an exclusive wake-up delivered to this child went to no other waiter,
+ * and a connection nobody takes would wait for the next one. */
+static int excl_pick_listener(const hyb_excl *ex,
+                              const struct epoll_event *ev, int n)
+{
+    int i;
+
+    for (i = 0; i < n; i++) {
+        if (ev[i].data.u32 < (apr_uint32_t)ex->nlisten) {
+            return (int)ev[i].data.u32;
+        }
+    }
+    return -1;
+}
+
+#define HYB_EXCL_EVENTS 16
+
 static hyb_accept_rc hyb_excl_wait_and_accept(hyb_child *ch, hyb_excl *ex,
                                               apr_socket_t **csd,
                                               apr_pool_t *ptrans)
 {
-    struct epoll_event ev;
+    struct epoll_event ev[HYB_EXCL_EVENTS];
     hyb_accept_rc rc;
+    int n, k;
 
     for (;;) {
         if (hyb_child_stopping(ch)) {
             return HYB_ACCEPT_STOP;
         }
-        if (epoll_wait(ex->epfd, &ev, 1, HYB_WAIT_SLICE_MS) > 0) {
+        n = epoll_wait(ex->epfd, ev, HYB_EXCL_EVENTS, HYB_WAIT_SLICE_MS);
+        if (n > 0) {
             break;
+        }
+        if (n == 0) {
+            /* A whole slice without a wake-up: re-registering polls the
+             * listeners afresh, so even a wake-up lost to another waiter
+             * leaves a connection waiting one slice at most. */
+            excl_arm(ex, 0);
+            excl_arm(ex, 1);
         }
         if (ch->parent_pid && getppid() != ch->parent_pid) {
             hyb_child_orphaned(ch);
         }
     }
-    if (ev.data.u32 >= (apr_uint32_t)ex->nlisten) {
+    if ((k = excl_pick_listener(ex, ev, n)) < 0) {
         return HYB_ACCEPT_STOP;
     }
-    rc = hyb_accept_on(ch, ex->lrs[ev.data.u32], csd, ptrans);
+    rc = hyb_accept_on(ch, ex->lrs[k], csd, ptrans);
     if (rc == HYB_ACCEPT_OK && ++ex->accepts >= HYB_REARM_EVERY) {
         ex->accepts = 0;
         excl_arm(ex, 0);
