@@ -12,16 +12,16 @@
  *   child shares it, holds each group's room: threads waiting for a
  *   connection minus connections sent to the group and not yet taken.  A
  *   worker adds 1 when it starts waiting (or its connection starts
- *   closing) and takes it back only if it stops without a connection;
- *   the program, which the kernel runs for
- *   every new connection, picks the group with the most room and takes 1
- *   off.  So a connection goes where a thread is free and, at the limit,
- *   where the backlog is shortest; ties go to the lowest group, and since
- *   every pick lowers that group's room, idle groups take turns.  Once a
- *   second the parent corrects drift (a handshake that never completed)
- *   when it persists; for a second after a child was killed, whose idle
- *   threads still count, it does so on every pass (20 a second).
- *
+ *   closing) and takes it back only if it stops without a connection.
+ *   The program, which the kernel runs for every new connection, picks a
+ *   group at random among those with a free thread, or, when none has
+ *   one, the group with the shortest backlog, and takes 1 off its room.
+ *   So a connection goes where a thread is free, and the counts stay as
+ *   even as the hash's.  Once a second the parent corrects drift (a
+ *   handshake that never completed) when it persists; for a second after
+ *   a child was killed, whose idle threads still count, it does so on
+ *   every pass (20 a second).
+
  *   weighted random (classic BPF, any kernel with SO_REUSEPORT BPF): 20
  *   times a second the parent attaches a program that picks a group at
  *   random, weighted by the room each had at that moment.
@@ -39,9 +39,10 @@
 #include <sys/mman.h>
 #include <sys/syscall.h>
 
-/* Past a few hundred groups per-group load is noise, and the programs
- * grow with the group count; more groups keep the kernel's hash. */
-#define RP_STEER_MAX_GROUPS 256
+/* Past a hundred groups per-group load is noise, and the program's
+ * verification grows with the square of the group count; more groups keep
+ * the kernel's hash. */
+#define RP_STEER_MAX_GROUPS 128
 #define RP_STEER_EVERY_FIX apr_time_from_sec(1)
 #define RP_STEER_DRIFT 2     /* corrections smaller than this are noise */
 
@@ -74,18 +75,26 @@ static apr_time_t rp_fix_fast_until; /* after a crash: correct every pass */
 
 /* ------------------------------------------------------------------ */
 /* The shortest-queue program, assembled here (no compiler for BPF is
- * needed at build time).  For G groups, with the map value int room[G]:
+ * needed at build time).  For G groups, with the map value int room[G]
+ * and one random number r per connection:
  *
- *     room = lookup(map, 0); if (!room) return -1 (hash);
- *     best = 0; for g in 1..G-1: if (room[g] > room[best]) best = g;
- *     atomically room[best] -= 1; return best;
+ *     room = lookup(map, 0); if (!room) return -1 (the hash);
+ *     key(g) = min(room[g], 1) * 256 + jitter(r, g)
+ *     best = the g with the highest key; room[best] -= 1; return best;
  *
- * The loop is unrolled: the verifier then sees constant offsets only. */
+ * Clipping the room at 1 makes every group with a free thread equal, so
+ * among those the random jitter decides, and connection counts stay as
+ * even as the kernel's hash makes them; only when no group has a free
+ * thread does the backlog decide.  jitter(r, g) is the top byte of
+ * r * (2g + 1): a different byte of noise for each group from one random
+ * number.  The loop is unrolled, so the verifier sees constant offsets. */
 
 typedef struct {
     struct bpf_insn *insn;
     int n;
 } bpf_asm;
+
+enum { R0, R1, R2, R3, R4, R5, R6, R7, R10 = 10 };
 
 static void emit(bpf_asm *a, int code, int dst, int src, int off, int imm)
 {
@@ -99,13 +108,29 @@ static void emit(bpf_asm *a, int code, int dst, int src, int off, int imm)
     i->imm = imm;
 }
 
-#define SHORTEST_LEN(G) (14 + 4 * ((G) - 1))
+#define SHORTEST_LEN(G) (32 + 13 * (G))
+
+/* dst = key(g); R0 holds the room array, R7 the random number. */
+static void emit_key(bpf_asm *a, int dst, int g)
+{
+    emit(a, BPF_LDX | BPF_MEM | BPF_W, dst, R0, 4 * g, 0);
+    emit(a, BPF_ALU64 | BPF_LSH | BPF_K, dst, 0, 0, 32);    /* sign- */
+    emit(a, BPF_ALU64 | BPF_ARSH | BPF_K, dst, 0, 0, 32);   /* extend */
+    emit(a, BPF_JMP | BPF_JSLE | BPF_K, dst, 0, 1, 1);
+    emit(a, BPF_ALU64 | BPF_MOV | BPF_K, dst, 0, 0, 1);     /* clip at 1 */
+    emit(a, BPF_ALU64 | BPF_LSH | BPF_K, dst, 0, 0, 8);
+    emit(a, BPF_ALU | BPF_MOV | BPF_X, R3, R7, 0, 0);
+    emit(a, BPF_ALU | BPF_MUL | BPF_K, R3, 0, 0, 2 * g + 1);
+    emit(a, BPF_ALU | BPF_RSH | BPF_K, R3, 0, 0, 24);
+    emit(a, BPF_ALU64 | BPF_ADD | BPF_X, dst, R3, 0, 0);
+}
 
 static int assemble_shortest(bpf_asm *a, int groups, int map_fd)
 {
-    enum { R0, R1, R2, R3, R4, R5, R6, R10 = 10 };
     int g, miss, hash;
 
+    emit(a, BPF_JMP | BPF_CALL, 0, 0, 0, BPF_FUNC_get_prandom_u32);
+    emit(a, BPF_ALU64 | BPF_MOV | BPF_X, R7, R0, 0, 0);
     emit(a, BPF_ST | BPF_MEM | BPF_W, R10, 0, -4, 0);        /* key 0 */
     emit(a, BPF_ALU64 | BPF_MOV | BPF_X, R2, R10, 0, 0);
     emit(a, BPF_ALU64 | BPF_ADD | BPF_K, R2, 0, 0, -4);
@@ -114,11 +139,11 @@ static int assemble_shortest(bpf_asm *a, int groups, int map_fd)
     emit(a, BPF_JMP | BPF_CALL, 0, 0, 0, BPF_FUNC_map_lookup_elem);
     miss = a->n;
     emit(a, BPF_JMP | BPF_JEQ | BPF_K, R0, 0, 0, 0);         /* -> hash */
-    emit(a, BPF_LDX | BPF_MEM | BPF_W, R4, R0, 0, 0);        /* best room */
+    emit_key(a, R4, 0);                                       /* best key */
     emit(a, BPF_ALU64 | BPF_MOV | BPF_K, R6, 0, 0, 0);       /* best g */
     for (g = 1; g < groups; g++) {
-        emit(a, BPF_LDX | BPF_MEM | BPF_W, R2, R0, 4 * g, 0);
-        emit(a, BPF_JMP32 | BPF_JSLE | BPF_X, R2, R4, 2, 0);
+        emit_key(a, R2, g);
+        emit(a, BPF_JMP | BPF_JSLE | BPF_X, R2, R4, 2, 0);
         emit(a, BPF_ALU64 | BPF_MOV | BPF_X, R4, R2, 0, 0);
         emit(a, BPF_ALU64 | BPF_MOV | BPF_K, R6, 0, 0, g);
     }
@@ -271,7 +296,7 @@ static rp_steer *steer_for(apr_pool_t *p, ap_listen_rec *primary,
                      "reuseport: connections to %pI are spread by the "
                      "kernel's hash, not by load (%s)", primary->bind_addr,
                      rp->groups > RP_STEER_MAX_GROUPS
-                     ? "more than 256 groups"
+                     ? "more than 128 groups"
                      : "httpd reopened its listener; a full stop and start "
                        "restores steering");
         steer_detach(st);
