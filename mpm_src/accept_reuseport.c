@@ -17,8 +17,8 @@
  * (hybrid_drain.c).
  *
  * Where a connection goes: not by the kernel's hash alone, which does not
- * know which group is busy, but by a program that sends it to the group
- * with the most free threads (reuseport_steer.c).
+ * know which group is busy, but by a program that sends it to a group with
+ * a free thread (reuseport_steer.c).
  */
 
 #include <netinet/tcp.h>
