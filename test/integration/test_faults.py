@@ -487,6 +487,17 @@ def start_and_kill_parent(httpd, strategy, mech, tpc, keepalive):
     return h, every, t0, ka
 
 
+def remove_orphaned_sems(before, pids):
+    """A parent killed with SIGKILL cannot remove its accept mutex's SysV
+    semaphore: remove the ones made since `before` that our processes
+    used (or nobody did), so that the test leaves nothing behind."""
+    for i in set(sysv_sems()) - before:
+        last = sem_last_pids(i)
+        if last & pids or last <= {0}:
+            subprocess.run(["ipcrm", "-s", str(i)], timeout=10,
+                           capture_output=True)
+
+
 def wait_all_gone(pids, t0, limit=12):
     while time.monotonic() < t0 + limit and any(alive(p) for p in pids):
         time.sleep(0.02)
@@ -498,8 +509,10 @@ def wait_all_gone(pids, t0, limit=12):
 def test_faults_parent_sigkill(httpd, combo, tpc):
     """Idle children notice the parent's death and exit at once; nothing
     answers on the port afterwards."""
+    before = set(sysv_sems())
     h, every, t0, _ = start_and_kill_parent(httpd, *combo, tpc, False)
     gone, left = wait_all_gone(every, t0)
+    remove_orphaned_sems(before, every | {h.pid})
     refused = False
     try:
         http_get(h.port, timeout=2)
@@ -517,6 +530,7 @@ def test_faults_parent_sigkill_idle_keepalive(httpd, tpc):
     """With an idle keep-alive connection open when the parent dies: the
     orphan must not serve another request on it and must exit within a
     few seconds, not after KeepAliveTimeout."""
+    before = set(sysv_sems())
     h, every, t0, ka = start_and_kill_parent(httpd, "mutex", None, tpc, True)
     try:
         time.sleep(1)
@@ -530,6 +544,7 @@ def test_faults_parent_sigkill_idle_keepalive(httpd, tpc):
         gone, left = wait_all_gone(every, t0)
     finally:
         ka.close()
+        remove_orphaned_sems(before, every | {h.pid})
     report("parent-sigkill-idle-keepalive", threads_per_child=tpc,
            orphan_answered=answer.startswith(b"HTTP/1.1 200"),
            all_exited_s=round(gone, 2), left=len(left))
@@ -656,6 +671,11 @@ GRACEFUL = params(all_combos(), [("mutex", "sysvsem"), ("mutex", "fcntl"),
 def test_faults_gracefuls_under_load(httpd, combo):
     strategy, mech = combo
     count = pick(100, 20)
+    # Semaphores are attributed by the pid of their last semop(); pids wrap
+    # (pid_max 32768 here), so one left on the machine by an earlier server
+    # (a parent killed with SIGKILL cannot remove its own) may carry one of
+    # our pids by chance.  Only those made while this test ran are ours.
+    sems_before = set(sysv_sems())
     h = make(httpd, "StartServers 2", "ServerLimit 32", "ThreadsPerChild 4",
              "ThreadLimit 4", "MaxRequestWorkers 32", "MinSpareThreads 4",
              "MaxSpareThreads 16", *strategy_lines(strategy, mech))
@@ -691,12 +711,13 @@ def test_faults_gracefuls_under_load(httpd, combo):
     time.sleep(1)
     pids = watch.finish()
     fds_after = fd_summary(h.pid)
-    sems_running = our_sems(pids) if mech in ("sysvsem", None) else []
+    sems_running = [i for i in our_sems(pids) if i not in sems_before] \
+        if mech in ("sysvsem", None) else []
     lockdir_after = sorted(os.listdir(h.logs))
     shm_after = shm_by_creator({h.pid})
     assert h.stop() == 0
     time.sleep(0.5)
-    sems_left = our_sems(pids)
+    sems_left = [i for i in our_sems(pids) if i not in sems_before]
     report("gracefuls-under-load", strategy=combo_id(combo), gracefuls=count,
            seconds=round(took, 1), requests=done, failed=failed,
            non2xx=non2xx, parent_fds=[len(fds_before), len(fds_after)],
