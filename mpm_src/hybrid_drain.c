@@ -21,10 +21,12 @@
  *      only then let go.  The last reference to close finds nothing
  *      queued.
  *
- * What this does not cover: a hard stop or restart (SIGTERM, SIGHUP)
- * drops connections by definition; and a handshake that completes after
- * the last holder found the queue empty (within one round trip of the
- * mark) is still reset.
+ * What this does not cover: a hard stop (SIGTERM) drops connections by
+ * definition, and so does a hard restart (SIGHUP) for a Listen it removes
+ * (the children that would drain it are killed; kept listeners and their
+ * queues live on in the parent); and a handshake that completes after the
+ * last holder found the queue empty (within one round trip of the mark)
+ * is still reset.
  */
 
 #include <linux/filter.h>
