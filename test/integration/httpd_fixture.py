@@ -452,3 +452,14 @@ def fd_links(pid):
         except OSError:
             continue
     return out
+
+
+def read_to_eof(sock, buf=None):
+    """Everything the peer sends until it closes, as bytes.  Pass a
+    bytearray as buf to keep what had arrived if recv() raises."""
+    buf = bytearray() if buf is None else buf
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return bytes(buf)
+        buf += chunk

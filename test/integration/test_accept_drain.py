@@ -30,7 +30,8 @@ import time
 
 import pytest
 
-from httpd_fixture import bad_log_lines, free_port, settle, sleep_conf
+from httpd_fixture import (bad_log_lines, free_port, read_to_eof, settle,
+                           sleep_conf)
 
 CLIENTS = 24
 REQUEST_MS = 100
@@ -76,16 +77,12 @@ class Load:
         except OSError as e:
             return ("timeout", None, time.monotonic(), repr(e))
         t_conn = time.monotonic()
-        data = b""
+        data = bytearray()
         try:
             s.settimeout(30)
             s.sendall(b"GET /sleep?ms=%d HTTP/1.1\r\nHost: t\r\n"
                       b"Connection: close\r\n\r\n" % REQUEST_MS)
-            while True:
-                chunk = s.recv(4096)
-                if not chunk:
-                    break
-                data += chunk
+            data = read_to_eof(s, data)
         except OSError as e:
             return ("dropped", t_conn, time.monotonic(),
                     "%r after %r" % (e, data[:40]))

@@ -43,7 +43,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from httpd_fixture import bad_log_lines, fd_links, run_load, sleep_conf
+from httpd_fixture import (bad_log_lines, fd_links, read_to_eof, run_load,
+                           sleep_conf)
 
 STARTED = re.compile(r"Child (\d+) started: pid (\d+), gen (\d+), "
                      r"strategy (\w+), group (\d+)")
@@ -151,12 +152,7 @@ def fetch(addr, port, path, timeout=5.0):
         s.connect((addr, port))
         s.sendall(("GET %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
                    % path).encode())
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
+        data = read_to_eof(s)
     took = time.monotonic() - t0
     m = re.match(rb"HTTP/1\.[01] (\d{3})", data)
     status = int(m.group(1)) if m else None
@@ -531,13 +527,7 @@ def test_accept_graceful_stop_with_requests_in_flight(httpd, strategy):
         for c in inflight:
             c.sendall(b"Connection: close\r\n\r\n")
             c.settimeout(10)
-            data = b""
-            while True:
-                chunk = c.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
-            answers.append(data)
+            answers.append(read_to_eof(c))
         t_done = time.monotonic()
     finally:
         for c in inflight:
@@ -590,12 +580,7 @@ def slow_request(port, ms, out):
         s.settimeout(ms / 1000 + 10)
         s.sendall(b"GET /sleep?ms=%d HTTP/1.1\r\nHost: t\r\n"
                   b"Connection: close\r\n\r\n" % ms)
-        data = b""
-        while True:
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            data += chunk
+        data = read_to_eof(s)
     out.append((time.monotonic() - t, data[:12]))
 
 

@@ -36,7 +36,8 @@ import time
 import pytest
 
 from httpd_fixture import (  # noqa: E402
-    APACHE2, alive, apache_env, bad_log_lines, descendants, fd_links, run_load)
+    APACHE2, alive, apache_env, bad_log_lines, descendants, fd_links,
+    read_to_eof, run_load)
 
 FULL = os.environ.get("HYB_FAULTS_FULL") == "1"
 STRATEGIES = ["mutex", "preemptive", "reuseport", "exclusive"]
@@ -128,12 +129,7 @@ def http_get(port, path="/small.txt", timeout=5.0, host="127.0.0.1"):
         s.settimeout(timeout)
         s.sendall(("GET %s HTTP/1.0\r\nHost: %s\r\n\r\n"
                    % (path, host)).encode("latin-1"))
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
+        data = read_to_eof(s)
     head, _, body = data.partition(b"\r\n\r\n")
     status = int(head.split(b" ", 2)[1]) if head.startswith(b"HTTP/") else 0
     return status, body
@@ -950,12 +946,7 @@ def raw_request(port, path, host, timeout=10):
     with socket.create_connection(("127.0.0.1", port), timeout) as s:
         s.settimeout(timeout)
         s.sendall(req)
-        data = b""
-        while True:
-            c = s.recv(65536)
-            if not c:
-                break
-            data += c
+        data = read_to_eof(s)
     head, _, body = data.partition(b"\r\n\r\n")
     status = int(head.split(b" ", 2)[1]) if head.startswith(b"HTTP/") else 0
     if b"transfer-encoding: chunked" in head.lower():
