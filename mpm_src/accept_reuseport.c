@@ -125,18 +125,12 @@ static void copy_opt(int from, int to, int level, int name, int halve)
     }
 }
 
-/* The primary's listen(2) backlog, as TCP_INFO reports it for a listener. */
+/* The primary's listen(2) backlog. */
 static int primary_backlog(int fd)
 {
-    struct tcp_info ti;
-    socklen_t len = sizeof(ti);
+    unsigned backlog = hyb_listener_info(fd).tcpi_sacked;
 
-    memset(&ti, 0, sizeof(ti));
-    if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0
-        && ti.tcpi_sacked > 0) {
-        return (int)ti.tcpi_sacked;
-    }
-    return DEFAULT_LISTENBACKLOG;
+    return backlog > 0 ? (int)backlog : DEFAULT_LISTENBACKLOG;
 }
 
 static int default_buffer(int level, int name)

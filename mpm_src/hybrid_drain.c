@@ -89,18 +89,24 @@ static int hyb_listener_closing(int fd)
            && len == DRAIN_FILTER_LEN;
 }
 
-/* Connections waiting in a listener's accept queue (TCP_INFO reports the
- * queue length of a listening socket in tcpi_unacked). */
-static unsigned hyb_listener_queued(int fd)
+/* TCP_INFO of a listening socket: tcpi_unacked is the length of its
+ * accept queue, tcpi_sacked its listen(2) backlog.  All zero on error. */
+static struct tcp_info hyb_listener_info(int fd)
 {
     struct tcp_info ti;
     socklen_t len = sizeof(ti);
 
-    memset(&ti, 0, sizeof(ti));
+    memset(&ti, 0, sizeof(ti));   /* an older kernel fills less */
     if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0) {
-        return 0;
+        memset(&ti, 0, sizeof(ti));
     }
-    return ti.tcpi_unacked;
+    return ti;
+}
+
+/* Connections waiting in a listener's accept queue. */
+static unsigned hyb_listener_queued(int fd)
+{
+    return hyb_listener_info(fd).tcpi_unacked;
 }
 
 /* Must a stopping child keep this listener to drain it? */
