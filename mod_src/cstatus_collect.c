@@ -185,10 +185,15 @@ static void take_hybrid(cstatus_child *ch, const hybrid_child_record *hr,
     ch->has_hybrid = 1;
     ch->strategy = strategy_name(id->strategy);
     ch->group = id->group;
-    ch->accepts = __atomic_load_n(&hc->accepts, __ATOMIC_RELAXED);
-    ch->accept_waits = __atomic_load_n(&hc->accept_waits, __ATOMIC_RELAXED);
+    /* The slot's counters grow across children; this child's share is
+     * what they gained since it started. */
+    ch->accepts = __atomic_load_n(&hc->accepts, __ATOMIC_RELAXED)
+                  - id->base.accepts;
+    ch->accept_waits = __atomic_load_n(&hc->accept_waits, __ATOMIC_RELAXED)
+                       - id->base.accept_waits;
     ch->accept_wait_us = __atomic_load_n(&hc->accept_wait_us,
-                                         __ATOMIC_RELAXED);
+                                         __ATOMIC_RELAXED)
+                         - id->base.accept_wait_us;
     /* The parent writes the identity only at spawn, reap and when it asks
      * a child to stop, so "starting" there may be stale while the
      * scoreboard already shows the threads serving; the scoreboard decides

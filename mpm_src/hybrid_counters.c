@@ -105,10 +105,14 @@ static void hyb_stats_note_spawn(int slot, pid_t pid)
     r->who.id.restarts = ps->spawned ? ps->spawned - 1 : 0;
     r->who.id.threads = conf.threads_per_child;
     r->who.id.start_time = ps->started;
+    r->who.id.ready_time = 0;
+    r->who.id.stop_time = 0;
+    /* The slot's counters go on growing; this child's share is what they
+     * gain from here.  The child is not running yet, so nothing moves
+     * them while they are copied.  (Child-written values: only shown,
+     * never acted on.) */
+    r->who.id.base = r->load.c;
     identity_end(&r->who.id);
-    /* A new pid starts a new series; the child is not running yet, so
-     * the parent is the only writer of these bytes at this moment. */
-    memset(&r->load, 0, sizeof(r->load));
 }
 
 static void hyb_stats_note_state(int slot, hybrid_slot_state_e state)
@@ -118,6 +122,12 @@ static void hyb_stats_note_state(int slot, hybrid_slot_state_e state)
     if (r) {
         identity_begin(&r->who.id);
         r->who.id.state = state;
+        if (state == HYBRID_SLOT_READY && !r->who.id.ready_time) {
+            r->who.id.ready_time = apr_time_now();
+        }
+        if (state == HYBRID_SLOT_GRACEFUL && !r->who.id.stop_time) {
+            r->who.id.stop_time = apr_time_now();
+        }
         identity_end(&r->who.id);
     }
 }

@@ -340,10 +340,4 @@ static int hyb_group_has_others(int group);
                                __ATOMIC_RELAXED);                      \
     } while (0)
 
-#define HYB_GAUGE(ch, field, v) do {                                   \
-        if ((ch)->counters)                                            \
-            __atomic_store_n(&(ch)->counters->field, (v),              \
-                             __ATOMIC_RELAXED);                        \
-    } while (0)
-
 #endif /* HYBRID_INTERNAL_H */

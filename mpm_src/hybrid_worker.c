@@ -39,10 +39,7 @@ static void set_idle(hyb_child *ch, int delta)
 {
     apr_uint32_t idle = __atomic_add_fetch(&ch->idle_threads, delta,
                                            __ATOMIC_RELAXED);
-    apr_uint32_t live = __atomic_load_n(&ch->live_threads, __ATOMIC_RELAXED);
 
-    HYB_GAUGE(ch, idle_threads, idle);
-    HYB_GAUGE(ch, busy_threads, live > idle ? live - idle : 0);
     if (delta < 0 && idle == 0 && !hyb_child_stopping(ch)) {
         notify_parent_short(ch);
     }

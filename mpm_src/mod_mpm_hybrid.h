@@ -9,8 +9,13 @@
  * bytes (ServerLimit records, indexed by scoreboard slot).  Readers must
  * check magic and version, use record_size as the stride, copy a record and
  * retry while its `seq` is odd or changed under them (identity is written by
- * the parent with a seqlock).  Counters are monotonic for one pid: a new pid
- * in a slot starts a new series.
+ * the parent with a seqlock).
+ *
+ * Counters belong to the slot, not to one child: they only ever grow, across
+ * child exits, graceful and hard restarts, so their sum over all slots is a
+ * server-wide total that rate() can be taken over.  What one child did is
+ * the slot's counters minus `base`, the value they had when that child was
+ * started (copied by the parent into the child's identity).
  */
 #ifndef MOD_MPM_HYBRID_H
 #define MOD_MPM_HYBRID_H
@@ -20,7 +25,7 @@
 #include "apr_time.h"
 
 #define HYBRID_STATS_MAGIC   0x48594231u  /* "HYB1" */
-#define HYBRID_STATS_VERSION 1u
+#define HYBRID_STATS_VERSION 2u
 
 /* Accept strategies, as ids in the records (names: "mutex", ...). */
 typedef enum {
@@ -47,6 +52,17 @@ typedef enum {
     HYBRID_EXIT_SIGNAL = 2     /* killed; last_exit_status is the signal */
 } hybrid_exit_why_e;
 
+/* Counters of a slot.  In a record they are written only by the slot's
+ * child, with relaxed atomic adds; as `base` they are a plain copy. */
+typedef struct hybrid_child_counters {
+    volatile apr_uint64_t accepts;         /* connections accepted */
+    volatile apr_uint64_t accept_waits;    /* times the accept lock was taken */
+    volatile apr_uint64_t accept_wait_us;  /* time spent waiting for it */
+    volatile apr_uint64_t accept_errors;   /* accept() failures */
+    volatile apr_uint64_t idle_wakeups;    /* woken for a connection another
+                                              waiter took (lost the race) */
+} hybrid_child_counters;
+
 /* Written only by the parent, under seq (odd while a write is under way). */
 typedef struct hybrid_child_identity {
     volatile apr_uint32_t seq;
@@ -62,18 +78,10 @@ typedef struct hybrid_child_identity {
     apr_int32_t  threads;         /* ThreadsPerChild of this child */
     apr_int32_t  reserved;
     apr_time_t   start_time;      /* when this child was forked */
+    apr_time_t   ready_time;      /* all its threads up (0: not yet) */
+    apr_time_t   stop_time;       /* told to stop accepting (0: not yet) */
+    hybrid_child_counters base;   /* the slot's counters at start_time */
 } hybrid_child_identity;
-
-/* Written only by the owning child, with relaxed atomic adds and stores. */
-typedef struct hybrid_child_counters {
-    volatile apr_uint64_t accepts;         /* connections accepted */
-    volatile apr_uint64_t accept_waits;    /* times the accept lock was taken */
-    volatile apr_uint64_t accept_wait_us;  /* time spent waiting for it */
-    volatile apr_uint64_t accept_errors;   /* accept() failures */
-    volatile apr_uint64_t idle_wakeups;    /* woke without a connection */
-    volatile apr_uint32_t busy_threads;    /* gauge */
-    volatile apr_uint32_t idle_threads;    /* gauge */
-} hybrid_child_counters;
 
 /* Identity and counters sit on separate cache lines (128 bytes apart) so
  * the parent's writes never bounce the line the child's threads update. */
@@ -81,6 +89,10 @@ typedef struct hybrid_child_record {
     union { hybrid_child_identity id; char line[128]; } who;
     union { hybrid_child_counters c;  char line[128]; } load;
 } hybrid_child_record;
+
+/* Each part fits its cache line (a compile error otherwise). */
+typedef char hybrid_identity_fits_[sizeof(hybrid_child_identity) <= 128
+                                   ? 1 : -1];
 
 typedef struct hybrid_stats_header {
     apr_uint32_t magic;           /* HYBRID_STATS_MAGIC */
