@@ -64,11 +64,12 @@ def require_tool(name):
     """Path of the program `name` (a key of TOOLS).  A missing one fails
     the test with the package to install: it never skips, so a machine
     without the tool cannot pass a test it did not run."""
+    package = TOOLS[name]   # a tool not in TOOLS is an error, present or not
     path = shutil.which(name)
     if path is None:
         import pytest  # here: the benchmark imports this module without it
         pytest.fail("%s not found: install Debian package %s (make deps "
-                    "PURPOSE=test)" % (name, TOOLS[name]), pytrace=False)
+                    "PURPOSE=test)" % (name, package), pytrace=False)
     return path
 
 
