@@ -350,7 +350,7 @@ def deps_calls(*make_args):
     return [l.strip() for l in r.stdout.splitlines() if "deps.sh" in l]
 
 
-@pytest.mark.parametrize("target,want", [
+MAKE_CASES = [
     (["run"], ["scripts/deps.sh run"]),
     (["test"], ["scripts/deps.sh test"]),
     (["bench"], ["scripts/deps.sh bench"]),
@@ -361,7 +361,11 @@ def deps_calls(*make_args):
     (["deps", "PURPOSE=httpd"], ["scripts/deps.sh httpd"]),
     (["install"], []),
     (["unit"], []),
-])
+]
+
+
+@pytest.mark.parametrize("target,want", MAKE_CASES,
+                         ids=[" ".join(t) for t, _ in MAKE_CASES])
 def test_each_make_target_asks_for_its_own_purpose(target, want):
     assert deps_calls(*target) == want
 
