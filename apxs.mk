@@ -71,7 +71,8 @@ clean:
 # ---------------------------------------------------------------------------
 # Operator tooling.  Recipes stay short; the logic lives in scripts/.
 #
-#   make deps                 install missing Debian packages (root)
+#   make deps [PURPOSE=]      install missing Debian packages (root): all of
+#                             them, or one purpose's (scripts/deps.sh)
 #   make run [MPM=] [PORT=]   demo server on 127.0.0.1:$(PORT), logs in $(RUNDIR)
 #   make stop                 stop the demo server
 #   make install [DESTDIR=]   modules to LIBEXECDIR, Debian files to mods-available
@@ -85,6 +86,7 @@ RUNDIR      ?= $(BUILD)/run
 DESTDIR     ?=
 TESTS       ?=
 PYTEST_ARGS ?=
+PURPOSE     ?=
 EXTRA_LDFLAGS ?=
 
 # Handed to every script so command-line overrides reach them.
@@ -95,11 +97,20 @@ SCRIPT_ENV := APXS='$(APXS)' ACCEPT='$(ACCEPT)' \
 
 .PHONY: deps run stop install uninstall unit test
 
+# make deps installs every list; each target below asks only for the
+# purposes it needs (deps-run, deps-test, ...; the lists are in deps.sh).
 deps:
-	@scripts/deps.sh
+	@scripts/deps.sh $(PURPOSE)
+
+DEPS_PURPOSES := run test bench deb httpd
+.PHONY: $(addprefix deps-,$(DEPS_PURPOSES)) deps-test-bench
+$(addprefix deps-,$(DEPS_PURPOSES)): deps-%:
+	@scripts/deps.sh $*
+deps-test-bench:
+	@scripts/deps.sh test bench
 
 # Sub-makes keep the order deps -> build -> action even under make -j.
-run: deps
+run: deps-run
 	@$(MAKE) --no-print-directory all
 	@$(SCRIPT_ENV) MPM='$(MPM)' PORT='$(PORT)' RUNDIR='$(RUNDIR)' \
 	    scripts/run.sh start
@@ -116,7 +127,7 @@ uninstall:
 unit:
 	@$(SCRIPT_ENV) scripts/unit.sh
 
-test: deps
+test: deps-test
 	@$(MAKE) --no-print-directory all
 	@$(SCRIPT_ENV) TESTS='$(TESTS)' PYTEST_ARGS='$(PYTEST_ARGS)' \
 	    scripts/test.sh
@@ -142,7 +153,8 @@ $(BUILD)/mod_bench_sleep.so: test/modules/mod_bench_sleep.c apxs.mk
 
 # The hybrid contenders are optional: if our modules do not build, the
 # benchmark still runs the stock MPMs and says so.
-bench: test-modules
+bench: deps-bench
+	@$(MAKE) --no-print-directory test-modules
 	@$(MAKE) --no-print-directory all || \
 	    echo "bench: make all failed; hybrid contenders will be skipped"
 	@BENCH_QUICK='$(BENCH_QUICK)' /usr/bin/python3 test/bench/bench.py
@@ -169,7 +181,7 @@ FAULTS_REPORT ?= $(BUILD)/faults-report.jsonl
 
 .PHONY: test-faults asan
 
-test-faults: deps
+test-faults: deps-test-bench
 	@$(MAKE) --no-print-directory all
 	@rm -f $(FAULTS_REPORT)
 	@rc=0; $(SCRIPT_ENV) HYB_FAULTS_FULL=1 \
@@ -178,6 +190,6 @@ test-faults: deps
 	    scripts/test.sh || rc=$$?; \
 	    /usr/bin/python3 test/faults/summary.py $(FAULTS_REPORT); exit $$rc
 
-asan: deps
+asan: deps-test-bench
 	@$(SCRIPT_ENV) TESTS='$(TESTS)' PYTEST_ARGS='$(PYTEST_ARGS)' \
 	    test/faults/asan.sh

@@ -64,7 +64,7 @@ if [ "$TEST_TIMEOUT" != 0 ] && "$PYTHON" -c 'import pytest_timeout' 2>/dev/null
 then
     set -- --timeout="$TEST_TIMEOUT" --timeout-method=signal "$@"
 elif [ "$TEST_TIMEOUT" != 0 ]; then
-    echo "test: python3-pytest-timeout missing, no per-test timeout (make deps)"
+    echo "test: python3-pytest-timeout missing, no per-test timeout (make deps PURPOSE=test)"
 fi
 
 pytest_rc=0

@@ -116,7 +116,7 @@ def try_make(target):
 def preflight(cfg, docroot, moddir, notes):
     for tool in (L.WRK, S.fx.APACHE2):
         if not os.path.exists(tool):
-            sys.exit("bench: %s is missing (make deps)" % tool)
+            sys.exit("bench: %s is missing (make deps PURPOSE=bench)" % tool)
     if not os.path.exists(S.SLEEP_SO):
         ok, out = try_make("test-modules")
         if not ok:
@@ -151,8 +151,8 @@ def preflight(cfg, docroot, moddir, notes):
             continue
         if c.kind == "nginx":
             if not os.path.exists(S.NGINX):
-                skipped.append((c, "nginx is not installed (make deps: "
-                                   "nginx-light)"))
+                skipped.append((c, "nginx is not installed (make deps "
+                                   "PURPOSE=bench: nginx-light)"))
                 continue
             srv = S.Nginx(docroot)
         else:

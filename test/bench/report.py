@@ -473,7 +473,7 @@ def chart(run, out):
     """report.png next to report.md; returns its path or None."""
     global last_chart_error
     if not os.path.exists(GNUPLOT):
-        last_chart_error = "gnuplot is not installed (make deps: gnuplot-nox)"
+        last_chart_error = "gnuplot is not installed (make deps PURPOSE=bench: gnuplot-nox)"
         return None
     agg = aggregate(run)
     names = [c["name"] for c in run["contenders"]]

@@ -52,7 +52,7 @@ export HYB_BUILD_DIR="$SRC/build"
 export HYB_APACHE_ENV="LD_PRELOAD=$LIBASAN ASAN_OPTIONS=$OPTS UBSAN_OPTIONS=$UOPTS"
 
 if [ -z "${TESTS:-}" ]; then
-    sel="not test_install and not test_make_run and not bench_smoke"
+    sel="not test_install and not test_make_run and not bench_smoke and not test_deps"
     TESTS="$sel"
 fi
 test_rc=0

@@ -26,7 +26,7 @@ OURS = ("mod_mpm_hybrid.so", "mod_child_status.so")
 
 def main():
     if not shutil.which("valgrind"):
-        print("valgrind: not installed (apt-get install valgrind)")
+        print("valgrind: not installed (Debian package valgrind: make deps PURPOSE=bench)")
         return 2
     # The threaded case runs several times: a race at stop showed up in
     # about one run of five.

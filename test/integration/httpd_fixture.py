@@ -44,6 +44,35 @@ def apache_env():
     return env
 
 
+# The programs the tests run besides apache2 and make, and the Debian
+# package of each.  scripts/deps.sh lists every one of these packages under
+# `test`, so make test installs them; test_deps.py checks both facts.
+TOOLS = {
+    "ab": "apache2-utils",
+    "curl": "curl",
+    "h2load": "nghttp2-client",
+    "promtool": "prometheus",
+    "prometheus-apache-exporter": "prometheus-apache-exporter",
+    "chromium": "chromium",
+    "wrk": "wrk",
+    "gnuplot": "gnuplot-nox",
+    "git": "git",
+}
+
+
+def require_tool(name):
+    """Path of the program `name` (a key of TOOLS).  A missing one fails
+    the test with the package to install: it never skips, so a machine
+    without the tool cannot pass a test it did not run."""
+    package = TOOLS[name]   # a tool not in TOOLS is an error, present or not
+    path = shutil.which(name)
+    if path is None:
+        import pytest  # here: the benchmark imports this module without it
+        pytest.fail("%s not found: install Debian package %s (make deps "
+                    "PURPOSE=test)" % (name, package), pytrace=False)
+    return path
+
+
 def build():
     """Run `make` once per test session; fail loudly with its output."""
     global _built
@@ -360,8 +389,8 @@ def run_load(url, requests=2000, concurrency=20, keepalive=False, timeout=60,
 
     With timelimit (seconds) ab stops after that long, or after `requests`
     requests if that comes first."""
-    args = ["ab", "-q", "-n", str(requests), "-c", str(concurrency), "-s", "20",
-            "-r"]
+    args = [require_tool("ab"), "-q", "-n", str(requests), "-c",
+            str(concurrency), "-s", "20", "-r"]
     if timelimit:
         args += ["-t", str(timelimit)]
         # ab's -t resets -n to 50000, so -n must come after it

@@ -18,7 +18,7 @@ import urllib.request
 
 import pytest
 
-from httpd_fixture import free_port, run_load
+from httpd_fixture import free_port, require_tool, run_load
 
 MPMS = ["prefork", "worker", "event", "hybrid"]
 
@@ -185,9 +185,7 @@ def test_json_has_the_fields(status, mpm):
 
 @pytest.mark.parametrize("mpm", MPMS)
 def test_prometheus_passes_promtool(status, mpm):
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        pytest.skip("promtool not installed (Debian package prometheus)")
+    promtool = require_tool("promtool")
     s = status(mpm)
     s.wait_children()
     s.load(50, 4)
@@ -317,10 +315,7 @@ def test_server_status_auto_is_a_superset(httpd, status, mpm):
 def test_apache_exporter_still_parses_auto(status, mpm):
     """Debian's prometheus-apache-exporter reads /server-status?auto with
     our lines appended and still reports every stock figure."""
-    exe = shutil.which("prometheus-apache-exporter")
-    if exe is None:
-        pytest.skip("prometheus-apache-exporter not installed "
-                    "(Debian package prometheus-apache-exporter)")
+    exe = require_tool("prometheus-apache-exporter")
     s = status(mpm)
     s.wait_children()
     s.load(50, 4)
@@ -447,8 +442,9 @@ def test_access_control_args_and_methods(status, mpm):
     doc = json.loads(s.text("?nonsense=%3Cx%3E&json&prometheus&refresh=x"))
     assert doc["mpm"] == mpm
     assert s.text("?auto&json").startswith("ChildStatusMPM: ")
-    r = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
-                        "-X", "POST", s.h.url("/child-status?json")],
+    r = subprocess.run([require_tool("curl"), "-s", "-o", "/dev/null", "-w",
+                        "%{http_code}", "-X", "POST",
+                        s.h.url("/child-status?json")],
                        capture_output=True, text=True, timeout=20)
     assert r.stdout == "405", r.stdout
 
@@ -539,9 +535,7 @@ def test_loads_without_mod_status(status):
 # -- a real browser ----------------------------------------------------------
 
 def chromium_dom(url):
-    exe = shutil.which("chromium") or shutil.which("chromium-browser")
-    if exe is None:
-        pytest.skip("chromium not installed (Debian package chromium)")
+    exe = require_tool("chromium")
     profile = tempfile.mkdtemp(prefix="cstatus-chromium-")
     proc = subprocess.Popen(
         [exe, "--headless", "--no-sandbox", "--disable-gpu",

@@ -2,22 +2,19 @@
 so h2c works (h2load over prior knowledge and curl's HTTP/2); with
 ThreadsPerChild 1 mod_http2 still loads and HTTP/1.1 is served."""
 import re
-import shutil
 import subprocess
 
-import pytest
+from httpd_fixture import require_tool
 
 H2_CONF = "StartServers 2\nThreadsPerChild 8\nProtocols h2c http/1.1"
 
 
 def h2load(url, n=200, c=4, m=4):
-    r = subprocess.run(["h2load", "-n", str(n), "-c", str(c), "-m", str(m),
+    r = subprocess.run([require_tool("h2load"), "-n", str(n), "-c", str(c), "-m", str(m),
                         url], capture_output=True, text=True, timeout=60)
     return r.stdout + r.stderr
 
 
-@pytest.mark.skipif(not shutil.which("h2load"), reason="h2load missing "
-                    "(nghttp2-client, installed by make deps)")
 def test_h2c_with_threads(httpd):
     h = httpd(mpm="hybrid", modules=["http2"], conf=H2_CONF)
     h.start()
@@ -28,7 +25,7 @@ def test_h2c_with_threads(httpd):
     assert m, out
     assert (m.group(1), m.group(3), m.group(4)) == ("200", "200", "0"), out
     assert re.search(r"status codes: 200 2xx", out), out
-    r = subprocess.run(["curl", "-s", "--http2-prior-knowledge", "-o",
+    r = subprocess.run([require_tool("curl"), "-s", "--http2-prior-knowledge", "-o",
                         "/dev/null", "-w", "%{http_version}",
                         h.url("/small.txt")], capture_output=True, text=True,
                        timeout=20)
