@@ -15,10 +15,11 @@ EXTRA_CFLAGS     ?=
 BUILD   := build
 OBJ     := $(BUILD)/obj
 
-# mpm_hybrid is one translation unit: mod_mpm_hybrid.c includes the other
-# .c files, so every symbol but the module struct stays static.
-MPM_MAIN := mpm_src/mod_mpm_hybrid.c
-MPM_SRCS := $(sort $(wildcard mpm_src/*.c))
+# Every mpm_src/*.c is a translation unit of its own (MPM_UNITS is the
+# one list of them); -fvisibility=hidden keeps every symbol but the module
+# struct inside the DSO.
+MPM_UNITS := $(sort $(wildcard mpm_src/*.c))
+MPM_SRCS := $(MPM_UNITS)
 MPM_HDRS := $(wildcard mpm_src/*.h)
 MOD_SRCS := $(sort $(wildcard mod_src/*.c))
 MOD_HDRS := $(wildcard mod_src/*.h)
@@ -59,7 +60,7 @@ $(CONFIG_STAMP):
 	@mkdir -p $(OBJ) && rm -f $(OBJ)/config-*.stamp && touch $@
 
 $(BUILD)/mod_mpm_hybrid.so: $(MPM_SRCS) $(MPM_HDRS) apxs.mk $(CONFIG_STAMP)
-	$(call apxs_module,mpm_hybrid,$(MPM_SRCS) $(MPM_HDRS),mpm_src,$(MPM_MAIN))
+	$(call apxs_module,mpm_hybrid,$(MPM_SRCS) $(MPM_HDRS),mpm_src,$(MPM_UNITS))
 
 $(BUILD)/mod_child_status.so: $(MOD_SRCS) $(MOD_HDRS) $(MPM_HDRS) apxs.mk $(CONFIG_STAMP)
 	$(call apxs_module,child_status,$(MOD_SRCS),mod_src -I../../../mpm_src,$(MOD_SRCS))

@@ -2,16 +2,20 @@
  *
  * Shared listeners; each child waits in its own epoll set where the
  * listeners are registered with EPOLLEXCLUSIVE, so the kernel wakes one
- * waiting child per connection: no lock and no thundering herd.
- *
- * The waiting itself (and the periodic re-arm that keeps the kernel's
- * wake-up order from favouring one child) is in hybrid_accept.c, shared
- * with the reuseport strategy, whose groups may hold several children.
+ * waiting child per connection: no lock and no thundering herd.  The
+ * wait itself, with the periodic re-arm that keeps the kernel's wake-up
+ * order from favouring one child, is HYB_WAIT_EXCLUSIVE (hybrid_wait.c),
+ * which reuseport uses too for groups of several children.
  */
+
+#include "hybrid_accept.h"
+#include "hybrid_child.h"
+#include "hybrid_drain.h"
+#include "hybrid_wait.h"
 
 static const char *exclusive_probe(apr_pool_t *p)
 {
-    return hyb_excl_supported() ? NULL
+    return hyb_wait_exclusive_supported() ? NULL
            : "the kernel does not support EPOLLEXCLUSIVE (Linux 4.5 or "
              "later is needed)";
 }
@@ -24,35 +28,32 @@ static apr_status_t exclusive_open(apr_pool_t *p, server_rec *s)
 
 static apr_status_t exclusive_child_init(hyb_child *ch)
 {
-    hyb_excl *ex;
-    apr_status_t rv = hyb_excl_init(ch, ap_listeners, &ex);
+    hyb_wait *w;
+    apr_status_t rv;
 
-    ch->accept_state = ex;
+    hyb_drain_hold(ch, ap_listeners);
+    rv = hyb_wait_open(ch, ap_listeners, HYB_WAIT_EXCLUSIVE, &w);
+    ch->accept_state = w;
     return rv;
 }
 
 static hyb_accept_rc exclusive_accept_one(hyb_child *ch, apr_socket_t **csd,
                                           apr_pool_t *ptrans)
 {
-    return hyb_excl_wait_and_accept(ch, ch->accept_state, csd, ptrans);
+    return hyb_wait_accept(ch, ch->accept_state, csd, ptrans);
 }
 
 static void exclusive_child_exit(hyb_child *ch)
 {
-    hyb_excl_close(ch->accept_state);
+    hyb_wait_close(ch->accept_state);
 }
 
-static const hyb_strategy accept_exclusive = {
-    "exclusive", HYBRID_ACCEPT_EXCLUSIVE,
-    exclusive_probe,
-    exclusive_open,
-    exclusive_child_init,
-    exclusive_accept_one,
-    exclusive_child_exit,
-    NULL,
-    NULL,
-    NULL,
-    NULL,
-    NULL,
-    NULL,
+const hyb_strategy hyb_accept_exclusive = {
+    .name = "exclusive",
+    .id = HYBRID_ACCEPT_EXCLUSIVE,
+    .probe = exclusive_probe,
+    .open = exclusive_open,
+    .child_init = exclusive_child_init,
+    .accept_one = exclusive_accept_one,
+    .child_exit = exclusive_child_exit,
 };

@@ -12,6 +12,32 @@
  * restart creates a fresh lock.
  */
 
+#include <errno.h>
+#include <fcntl.h>
+#include <semaphore.h>
+#include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include "apr_portable.h"
+#include "apr_proc_mutex.h"
+#include "apr_shm.h"
+
+#include "httpd.h"
+#include "http_config.h"
+#include "http_log.h"
+#include "http_main.h"
+#include "mpm_common.h"
+#include "scoreboard.h"
+#include "util_mutex.h"
+
+#include "hybrid_accept.h"
+#include "hybrid_child.h"
+#include "hybrid_counters.h"
+#include "hybrid_drain.h"
+#include "hybrid_server.h"
+#include "hybrid_wait.h"
+
 static apr_proc_mutex_t *accept_lock;   /* this generation's, from pconf */
 
 /* A POSIX semaphore stays taken when its holder is killed, which would
@@ -34,7 +60,7 @@ static lock_word *posix_holder;
 typedef enum { WAIT_TIMED, WAIT_FCNTL, WAIT_FLOCK } lock_wait;
 
 typedef struct {
-    hyb_pollset ps;
+    hyb_wait *wait_listeners;
     lock_wait wait;
     int fd;                     /* file lock descriptor (fcntl, flock) */
     int broken;                 /* lock failed: accept unserialized */
@@ -120,7 +146,9 @@ static apr_status_t mutex_child_init(hyb_child *ch)
         break;
     }
     ch->accept_state = mc;
-    return hyb_pollset_build(ch, ap_listeners, &mc->ps);
+    hyb_drain_hold(ch, ap_listeners);
+    return hyb_wait_open(ch, ap_listeners, HYB_WAIT_POLL,
+                         &mc->wait_listeners);
 }
 
 static int file_lock(mutex_child *mc, int lock)
@@ -177,13 +205,11 @@ static apr_status_t unlock_accept(mutex_child *mc)
  * falls back, but only the first one says so. */
 static void lock_broken(hyb_child *ch, mutex_child *mc, apr_status_t rv)
 {
-    hybrid_stats_header *h = retained->stats;
-
     mc->broken = 1;
     if (ch->generation != ap_scoreboard_image->global->running_generation) {
         return;    /* old generation on its way out: the lock went first */
     }
-    if (h && __atomic_exchange_n(&h->mutex_broken, 1, __ATOMIC_SEQ_CST)) {
+    if (!hyb_stats_mutex_broken_first()) {
         return;
     }
     ap_log_error(APLOG_MARK, APLOG_ERR, rv, ap_server_conf, HYBLOGNO(00032)
@@ -201,7 +227,7 @@ static hyb_accept_rc mutex_accept_one(hyb_child *ch, apr_socket_t **csd,
     apr_time_t t0;
 
     if (mc->broken) {
-        return hyb_wait_and_accept(ch, &mc->ps, csd, ptrans);
+        return hyb_wait_accept(ch, mc->wait_listeners, csd, ptrans);
     }
     t0 = apr_time_now();
     rv = lock_accept(ch, mc);
@@ -217,7 +243,7 @@ static hyb_accept_rc mutex_accept_one(hyb_child *ch, apr_socket_t **csd,
     if (posix_holder) {
         posix_holder->holder = getpid();
     }
-    rc = hyb_wait_and_accept(ch, &mc->ps, csd, ptrans);
+    rc = hyb_wait_accept(ch, mc->wait_listeners, csd, ptrans);
     if (posix_holder) {
         posix_holder->holder = 0;
     }
@@ -233,17 +259,12 @@ static const char *mutex_name(void)
     return accept_lock ? apr_proc_mutex_name(accept_lock) : NULL;
 }
 
-static const hyb_strategy accept_mutex = {
-    "mutex", HYBRID_ACCEPT_MUTEX,
-    NULL,
-    mutex_open,
-    mutex_child_init,
-    mutex_accept_one,
-    NULL,
-    mutex_name,
-    NULL,
-    NULL,
-    mutex_reaped,
-    NULL,
-    NULL,
+const hyb_strategy hyb_accept_mutex = {
+    .name = "mutex",
+    .id = HYBRID_ACCEPT_MUTEX,
+    .open = mutex_open,
+    .child_init = mutex_child_init,
+    .accept_one = mutex_accept_one,
+    .mutex_name = mutex_name,
+    .reaped = mutex_reaped,
 };

@@ -21,7 +21,31 @@
  * a free thread (reuseport_steer.c).
  */
 
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "apr_portable.h"
+#include "apr_strings.h"
+
+#include "httpd.h"
+#include "http_config.h"
+#include "http_log.h"
+#include "http_main.h"
+#include "mpm_common.h"
+
+#include "hybrid_accept.h"
+#include "hybrid_child.h"
+#include "hybrid_config.h"
+#include "hybrid_drain.h"
+#include "hybrid_server.h"
+#include "hybrid_wait.h"
+#include "reuseport_steer.h"
+
 typedef struct rp_sock {
     struct rp_sock *next;
     char key[128];           /* "addr:port" of the primary listener */
@@ -35,26 +59,11 @@ typedef struct rp_retained {
     apr_pool_t *pool;        /* never cleared: sockets outlive generations */
     rp_sock *socks;
     int groups;              /* G, fixed at first start */
-    int steer_tried;         /* the steering program, made once: */
-    int map_fd, prog_fd;     /* its map and program (-1 if none) */
-    apr_int32_t *room;       /* [G], the map's memory, shared */
 } rp_retained;
 
 static rp_retained *rp;
-static void rp_steer_open(apr_pool_t *p, server_rec *s);
-static void reuseport_steer(const int *idle, const int *children,
-                            int groups);
-static void reuseport_reaped(pid_t pid);
 static ap_listen_rec **rp_group_listeners; /* this generation, [G] lists */
 static int rp_use_epoll;                   /* EPOLLEXCLUSIVE available */
-
-/* A child's way of waiting on its group: when several children share a
- * group, EPOLLEXCLUSIVE wakes one of them per connection and its re-arm
- * rotates them, as in AcceptStrategy exclusive; plain poll otherwise. */
-typedef struct {
-    hyb_pollset ps;
-    hyb_excl *ex;
-} rp_child;
 
 static int online_cpus(void)
 {
@@ -84,12 +93,14 @@ static const char *reuseport_configure(cmd_parms *cmd)
 
 static int wanted_groups(void)
 {
-    int g = conf.reuseport_groups ? conf.reuseport_groups : online_cpus();
+    int g = hyb_conf.reuseport_groups ? hyb_conf.reuseport_groups
+                                      : online_cpus();
+    int most = hyb_conf.lim.daemons_limit;
 
-    if (retained->one_process) {
+    if (hyb_server.one_process) {
         return 1;      /* -X: the one process must serve every queue */
     }
-    return g > conf.daemons_limit ? conf.daemons_limit : (g < 1 ? 1 : g);
+    return g > most ? most : (g < 1 ? 1 : g);
 }
 
 static void log_migrate_req(server_rec *s)
@@ -200,27 +211,43 @@ static apr_status_t make_group_socket(ap_listen_rec *primary, rp_sock *rs)
     return apr_os_sock_make(&rs->lr.sd, &info, rp->pool);
 }
 
-static rp_sock *find_or_make(ap_listen_rec *primary, int g, server_rec *s,
-                             apr_status_t *rv)
+static void address_key(ap_listen_rec *primary, char *key, apr_size_t len)
+{
+    apr_snprintf(key, len, "%pI", primary->bind_addr);
+}
+
+/* Group g's socket for the primary listener's address, if made. */
+static rp_sock *find_sock(ap_listen_rec *primary, int g)
 {
     char key[128];
     rp_sock *rs;
 
-    apr_snprintf(key, sizeof(key), "%pI", primary->bind_addr);
-    *rv = APR_SUCCESS;
+    address_key(primary, key, sizeof(key));
     for (rs = rp->socks; rs; rs = rs->next) {
         if (rs->group == g && !strcmp(rs->key, key)) {
             return rs;
         }
     }
+    return NULL;
+}
+
+static rp_sock *find_or_make(ap_listen_rec *primary, int g, server_rec *s,
+                             apr_status_t *rv)
+{
+    rp_sock *rs = find_sock(primary, g);
+
+    *rv = APR_SUCCESS;
+    if (rs) {
+        return rs;
+    }
     rs = apr_pcalloc(rp->pool, sizeof(*rs));
-    apr_cpystrn(rs->key, key, sizeof(rs->key));
+    address_key(primary, rs->key, sizeof(rs->key));
     rs->group = g;
     *rv = make_group_socket(primary, rs);
     if (*rv != APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_EMERG, *rv, s, HYBLOGNO(00091)
                      "reuseport: cannot open group %d socket for %s%s", g,
-                     key, *rv == APR_FROM_OS_ERROR(EADDRINUSE)
+                     rs->key, *rv == APR_FROM_OS_ERROR(EADDRINUSE)
                      ? " (the running listener was made without "
                        "SO_REUSEPORT: switching to AcceptStrategy reuseport "
                        "needs a full stop and start)" : "");
@@ -247,7 +274,7 @@ static void close_unused(server_rec *s, const char *why)
         ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, HYBLOGNO(00092)
                      "reuseport: closing group %d socket for %s (%s)",
                      rs->group, rs->key, why);
-        hyb_listener_mark_closing(rs->lr.sd);
+        hyb_drain_mark_closing(rs->lr.sd);
         apr_socket_close(rs->lr.sd);
         *pp = rs->next;
     }
@@ -273,9 +300,70 @@ static void rp_retained_init(server_rec *s)
     }
 }
 
+/* This generation's copy of a group socket's record, pointing at this
+ * generation's records (protocol, bind_addr live in pconf). */
+static ap_listen_rec *generation_copy(apr_pool_t *p, const rp_sock *rs,
+                                      ap_listen_rec *primary)
+{
+    ap_listen_rec *lr = apr_pmemdup(p, &rs->lr, sizeof(rs->lr));
+
+    lr->bind_addr = primary->bind_addr;
+    lr->protocol = primary->protocol;
+    lr->next = NULL;
+    return lr;
+}
+
+/* Group g's sockets for every Listen, made where missing, as the list
+ * of records its children wait on. */
+static apr_status_t open_group(apr_pool_t *p, server_rec *s, int g)
+{
+    ap_listen_rec *primary, **tail = &rp_group_listeners[g];
+    apr_status_t rv;
+    rp_sock *rs;
+
+    for (primary = ap_listeners; primary; primary = primary->next) {
+        if (!(rs = find_or_make(primary, g, s, &rv))) {
+            return rv;
+        }
+        rs->in_use = 1;
+        *tail = generation_copy(p, rs, primary);
+        tail = &(*tail)->next;
+    }
+    return APR_SUCCESS;
+}
+
+/* What steering needs of each address: its sockets in group order, and
+ * whether the kernel lists them in that order, which is the order they
+ * started listening in: known only if ours all came after httpd's. */
+static void steer_addresses(apr_pool_t *p, server_rec *s)
+{
+    ap_listen_rec *primary;
+    hyb_steer_addr *addrs;
+    int n = 0, a, g;
+
+    for (primary = ap_listeners; primary; primary = primary->next) {
+        n++;
+    }
+    addrs = apr_pcalloc(p, sizeof(*addrs) * (n + 1));
+    for (a = 0, primary = ap_listeners; primary; primary = primary->next) {
+        hyb_steer_addr *sa = &addrs[a++];
+
+        sa->addr = primary->bind_addr;
+        sa->fds = apr_pcalloc(p, sizeof(int) * rp->groups);
+        sa->in_order = 1;
+        apr_os_sock_get(&sa->fds[0], primary->sd);
+        for (g = 1; g < rp->groups; g++) {
+            rp_sock *rs = find_sock(primary, g);   /* open_group made it */
+
+            apr_os_sock_get(&sa->fds[g], rs->lr.sd);
+            sa->in_order &= rs->primary_sd == primary->sd;
+        }
+    }
+    hyb_steer_open(p, s, rp->groups, addrs, n);
+}
+
 static apr_status_t reuseport_open(apr_pool_t *p, server_rec *s)
 {
-    ap_listen_rec *primary, **tail;
     apr_status_t rv;
     rp_sock *rs;
     int g;
@@ -289,25 +377,14 @@ static apr_status_t reuseport_open(apr_pool_t *p, server_rec *s)
                                         * rp->groups);
     rp_group_listeners[0] = ap_listeners;
     for (g = 1; g < rp->groups; g++) {
-        tail = &rp_group_listeners[g];
-        for (primary = ap_listeners; primary; primary = primary->next) {
-            if (!(rs = find_or_make(primary, g, s, &rv))) {
-                return rv;
-            }
-            rs->in_use = 1;
-            /* Hand children a per-generation copy that points at this
-             * generation's records (protocol, bind_addr live in pconf). */
-            *tail = apr_pmemdup(p, &rs->lr, sizeof(rs->lr));
-            (*tail)->bind_addr = primary->bind_addr;
-            (*tail)->protocol = primary->protocol;
-            (*tail)->next = NULL;
-            tail = &(*tail)->next;
+        if ((rv = open_group(p, s, g)) != APR_SUCCESS) {
+            return rv;
         }
     }
     close_unused(s, "no longer in the Listen configuration");
-    rp_steer_open(p, s);
-    rp_use_epoll = hyb_excl_supported();
-    if (retained->startup_pass || !retained->mpm->was_graceful) {
+    steer_addresses(p, s);
+    rp_use_epoll = hyb_wait_exclusive_supported();
+    if (hyb_server.startup_pass || !hyb_server.mpm->was_graceful) {
         log_migrate_req(s);
     }
     return APR_SUCCESS;
@@ -318,23 +395,14 @@ static int reuseport_groups(void)
     return rp ? rp->groups : 1;
 }
 
-static void drop_fd(hyb_child *ch, apr_socket_t *sd)
-{
-    apr_os_sock_t fd;
-
-    if (apr_os_sock_get(&fd, sd) == APR_SUCCESS && fd >= 0) {
-        if (ch->placeholder_fd >= 0) {
-            dup2(ch->placeholder_fd, fd);
-        }
-        else {
-            close(fd);
-        }
-    }
-}
-
+/* A child's way of waiting on its group: when several children share a
+ * group, EPOLLEXCLUSIVE wakes one of them per connection and its re-arm
+ * rotates them, as in AcceptStrategy exclusive; plain poll otherwise. */
 static apr_status_t reuseport_child_init(hyb_child *ch)
 {
-    rp_child *rc = apr_pcalloc(ch->pool, sizeof(*rc));
+    ap_listen_rec *lr;
+    hyb_wait *w;
+    apr_status_t rv;
     rp_sock *rs;
     int g = ch->group;
 
@@ -343,25 +411,22 @@ static apr_status_t reuseport_child_init(hyb_child *ch)
     }
     /* Only this group's queue is ours: let go of the other groups'
      * sockets, httpd's own (group 0) included, so that a stop of this
-     * child closes every listener it had (the parent holds them all).
-     * dup2() keeps the fd numbers taken, as release_listeners does. */
+     * child closes every listener it had (the parent holds them all). */
     for (rs = rp->socks; rs; rs = rs->next) {
         if (rs->group != g) {
-            drop_fd(ch, rs->lr.sd);
+            hyb_drain_drop(rs->lr.sd);
         }
     }
     if (g != 0) {
-        ap_listen_rec *lr;
-
         for (lr = ap_listeners; lr; lr = lr->next) {
-            drop_fd(ch, lr->sd);
+            hyb_drain_drop(lr->sd);
         }
     }
-    ch->accept_state = rc;
-    if (rp_use_epoll) {
-        return hyb_excl_init(ch, rp_group_listeners[g], &rc->ex);
-    }
-    return hyb_pollset_build(ch, rp_group_listeners[g], &rc->ps);
+    hyb_drain_hold(ch, rp_group_listeners[g]);
+    rv = hyb_wait_open(ch, rp_group_listeners[g],
+                       rp_use_epoll ? HYB_WAIT_EXCLUSIVE : HYB_WAIT_POLL, &w);
+    ch->accept_state = w;
+    return rv;
 }
 
 /* The server is stopping: close every group socket now, so that clients
@@ -382,32 +447,23 @@ static void reuseport_stopping(void)
 static hyb_accept_rc reuseport_accept_one(hyb_child *ch, apr_socket_t **csd,
                                           apr_pool_t *ptrans)
 {
-    rp_child *rc = ch->accept_state;
-
-    return rc->ex ? hyb_excl_wait_and_accept(ch, rc->ex, csd, ptrans)
-                  : hyb_wait_and_accept(ch, &rc->ps, csd, ptrans);
+    return hyb_wait_accept(ch, ch->accept_state, csd, ptrans);
 }
 
 static void reuseport_child_exit(hyb_child *ch)
 {
-    rp_child *rc = ch->accept_state;
-
-    if (rc) {
-        hyb_excl_close(rc->ex);
-    }
+    hyb_wait_close(ch->accept_state);
 }
 
-static const hyb_strategy accept_reuseport = {
-    "reuseport", HYBRID_ACCEPT_REUSEPORT,
-    reuseport_probe,
-    reuseport_open,
-    reuseport_child_init,
-    reuseport_accept_one,
-    reuseport_child_exit,
-    NULL,
-    reuseport_configure,
-    reuseport_groups,
-    reuseport_reaped,
-    reuseport_stopping,
-    reuseport_steer,
+const hyb_strategy hyb_accept_reuseport = {
+    .name = "reuseport",
+    .id = HYBRID_ACCEPT_REUSEPORT,
+    .probe = reuseport_probe,
+    .configure = reuseport_configure,
+    .open = reuseport_open,
+    .groups = reuseport_groups,
+    .child_init = reuseport_child_init,
+    .accept_one = reuseport_accept_one,
+    .child_exit = reuseport_child_exit,
+    .stopping = reuseport_stopping,
 };

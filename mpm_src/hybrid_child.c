@@ -11,42 +11,52 @@
  * child returns at once (level-triggered, no resend loop).
  */
 
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "apr_thread_mutex.h"
+#include "apr_thread_proc.h"
+
+#include "httpd.h"
+#include "http_config.h"
+#include "http_log.h"
+#include "http_main.h"
+#include "ap_mpm.h"
+#include "mpm_common.h"
+#include "scoreboard.h"
+
+#include "hybrid_accept.h"
+#include "hybrid_child.h"
+#include "hybrid_config.h"
+#include "hybrid_counters.h"
+#include "hybrid_drain.h"
+#include "hybrid_notes.h"
+#include "hybrid_retire.h"
+#include "hybrid_server.h"
+#include "hybrid_worker.h"
+
+hyb_child *hyb_the_child;
+
 static void child_exit(hyb_child *ch, int code) __attribute__((noreturn));
 
-static int hyb_child_stopping(const hyb_child *ch)
+int hyb_child_stopping(const hyb_child *ch)
 {
     return __atomic_load_n(&ch->stop, __ATOMIC_RELAXED) != HYB_RUNNING;
 }
 
-/* A stopping child lets go of the listening sockets at once, so that a
- * graceful stop refuses new connections while in-flight requests finish;
- * unless `all`, it keeps a listener that is closing with connections
- * still queued, which a worker drains first (hybrid_drain.c).
- * dup2() of a placeholder over each fd drops this process's reference
- * without freeing the fd number, so no other thread can find a stranger's
- * socket under it; the sockets stay open in the parent and the other
- * children.  Async-signal-safe: atomics, getsockopt() and dup2(). */
-static void release_listeners(hyb_child *ch, int all)
-{
-    int i;
-
-    if (ch->placeholder_fd < 0) {
-        return;
-    }
-    for (i = 0; i < ch->nlisten_fds; i++) {
-        if (__atomic_load_n(&ch->listen_released[i], __ATOMIC_SEQ_CST)
-            || (!all && hyb_listener_needs_drain(ch->listen_fds[i]))) {
-            continue;
-        }
-        if (!__atomic_exchange_n(&ch->listen_released[i], 1,
-                                 __ATOMIC_SEQ_CST)) {
-            dup2(ch->placeholder_fd, ch->listen_fds[i]);
-        }
-    }
-}
-
+/* A stopping child lets go of the listening sockets at once (unless a
+ * closing one still has connections queued, which a worker drains
+ * first: hybrid_drain.c), so that a graceful stop refuses new connections
+ * while in-flight requests finish. */
 /* Async-signal-safe: atomics, write(), dup2() and shutdown() only. */
-static void hyb_child_request_stop(hyb_child *ch, hyb_stop_mode mode)
+void hyb_child_request_stop(hyb_child *ch, hyb_stop_mode mode)
 {
     apr_uint32_t old = __atomic_load_n(&ch->stop, __ATOMIC_RELAXED);
     int saved = errno;
@@ -56,11 +66,11 @@ static void hyb_child_request_stop(hyb_child *ch, hyb_stop_mode mode)
                                            __ATOMIC_SEQ_CST,
                                            __ATOMIC_RELAXED)) {
     }
-    retained->mpm->mpm_state = AP_MPMQ_STOPPING;
+    hyb_server.mpm->mpm_state = AP_MPMQ_STOPPING;
     if (write(ch->wake_fd[1], "x", 1) < 0) {
         /* already full: already readable */
     }
-    release_listeners(ch, mode == HYB_STOP_NOW);
+    hyb_drain_release(mode == HYB_STOP_NOW);
     if (mode == HYB_STOP_NOW && !ch->threaded) {
         int fd = ch->threads[0].active_fd;
 
@@ -75,7 +85,7 @@ static void hyb_child_request_stop(hyb_child *ch, hyb_stop_mode mode)
  * lock) lets the stop signal in for the duration, and says so, so that the
  * main thread can poke it with pthread_kill when the child stops.  With
  * ThreadsPerChild 1 the only thread already takes the signals. */
-static void hyb_child_mark_interruptible(hyb_child *ch, int on)
+void hyb_child_mark_interruptible(hyb_child *ch, int on)
 {
     sigset_t set;
 
@@ -105,12 +115,12 @@ static void poke_waiter(hyb_child *ch)
 /* The parent is gone: nothing may keep serving.  Stop gracefully, and end
  * the keep-alive waits now, which would otherwise serve their clients for
  * up to KeepAliveTimeout more.  Async-signal-safe. */
-static void hyb_child_orphaned(hyb_child *ch)
+static void child_orphaned(hyb_child *ch)
 {
     int i;
 
     hyb_child_request_stop(ch, HYB_STOP_GRACEFUL);
-    for (i = 0; i < conf.threads_per_child; i++) {
+    for (i = 0; i < hyb_conf.lim.threads_per_child; i++) {
         int fd = ch->threads[i].active_fd;
 
         if (fd >= 0 && ap_scoreboard_image->servers[ch->slot][i].status
@@ -120,17 +130,24 @@ static void hyb_child_orphaned(hyb_child *ch)
     }
 }
 
+void hyb_child_check_parent(hyb_child *ch)
+{
+    if (ch->parent_pid && getppid() != ch->parent_pid) {
+        child_orphaned(ch);
+    }
+}
+
 static void on_parent_death(int sig)
 {
-    if (the_child) {
-        hyb_child_orphaned(the_child);
+    if (hyb_the_child) {
+        child_orphaned(hyb_the_child);
     }
 }
 
 static void on_signal(int sig)
 {
-    if (the_child) {
-        hyb_child_request_stop(the_child,
+    if (hyb_the_child) {
+        hyb_child_request_stop(hyb_the_child,
                                sig == AP_SIG_GRACEFUL || sig == SIGWINCH
                                    ? HYB_STOP_GRACEFUL : HYB_STOP_NOW);
     }
@@ -155,17 +172,17 @@ static void install_child_signals(void)
     set_handler(SIGTERM, on_signal);
     set_handler(SIGHUP, on_signal);
     set_handler(HYB_SIG_PARENT_DIED, on_parent_death);
-    set_handler(SIGINT, retained->one_process ? on_signal : SIG_IGN);
-    set_handler(SIGWINCH, retained->one_process ? on_signal : SIG_DFL);
+    set_handler(SIGINT, hyb_server.one_process ? on_signal : SIG_IGN);
+    set_handler(SIGWINCH, hyb_server.one_process ? on_signal : SIG_DFL);
     /* The parent's SIGCHLD handler writes to the parent's wake-up pipe;
      * this child's own children (CGI and the like) are none of its
      * business. */
-    if (!retained->one_process) {
+    if (!hyb_server.one_process) {
         set_handler(SIGCHLD, SIG_DFL);
     }
 }
 
-static void block_child_signals(int how)
+void hyb_child_block_signals(int how)
 {
     sigset_t set;
 
@@ -181,13 +198,13 @@ static void block_child_signals(int how)
 
 static void child_exit(hyb_child *ch, int code)
 {
-    retained->mpm->mpm_state = AP_MPMQ_STOPPING;
+    hyb_server.mpm->mpm_state = AP_MPMQ_STOPPING;
     if (ch && ch->pool) {
         if (!ch->stopping_hooks_run) {
             ap_run_child_stopping(ch->pool, code == 0);
         }
-        if (conf.strategy->child_exit) {
-            conf.strategy->child_exit(ch);
+        if (hyb_conf.strategy->child_exit) {
+            hyb_conf.strategy->child_exit(ch);
         }
         apr_pool_destroy(ch->pool);
     }
@@ -202,18 +219,18 @@ static hyb_child *child_create(int slot, int group)
     hyb_child *ch;
     int i;
 
-    apr_pool_create(&pchild, pconf);
+    apr_pool_create(&pchild, hyb_server.pconf);
     apr_pool_tag(pchild, "pchild");
     ch = apr_pcalloc(pchild, sizeof(*ch));
     ch->pool = pchild;
     ch->slot = slot;
     ch->group = group;
-    ch->generation = retained->mpm->my_generation;
-    ch->parent_pid = retained->one_process ? 0 : getppid();
-    ch->threaded = conf.threads_per_child > 1;
+    ch->generation = hyb_server.mpm->my_generation;
+    ch->parent_pid = hyb_server.one_process ? 0 : getppid();
+    ch->threaded = hyb_conf.lim.threads_per_child > 1;
     ch->threads = apr_pcalloc(pchild, sizeof(*ch->threads)
-                                      * conf.threads_per_child);
-    for (i = 0; i < conf.threads_per_child; i++) {
+                                      * hyb_conf.lim.threads_per_child);
+    for (i = 0; i < hyb_conf.lim.threads_per_child; i++) {
         ch->threads[i].child = ch;
         ch->threads[i].num = i;
         ch->threads[i].active_fd = -1;
@@ -223,24 +240,8 @@ static hyb_child *child_create(int slot, int group)
                      HYBLOGNO(00070) "child: cannot create its wake-up pipe");
         child_exit(NULL, APEXIT_CHILDSICK);
     }
-    ch->placeholder_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     ch->counters = hyb_stats_counters(slot);
     return ch;
-}
-
-/* MaxConnectionsPerChild, lowered by up to a quarter at random so that
- * children started together do not all recycle together. */
-static void set_connection_budget(hyb_child *ch)
-{
-    int max = ap_max_requests_per_child;
-
-    ch->limit_conns = max > 0;
-    if (max > 0) {
-        int jitter = max >= 4 ? (int)(getpid() % (max / 4)) : 0;
-
-        ch->conns_left = max - jitter;
-        ch->notice_at = (max - jitter) / 4;
-    }
 }
 
 /* Everything between fork and serving: order matters (the lock must be
@@ -248,11 +249,10 @@ static void set_connection_budget(hyb_child *ch)
  * child_init hooks may start threads so those threads never take them). */
 static void child_init(hyb_child *ch)
 {
-    if (!retained->one_process) {
-        close(retained->notify_fd[0]);
-    }
+    hyb_notes_child_init();
     ap_reopen_scoreboard(ch->pool, NULL, 0);
-    if (conf.strategy->child_init(ch) != APR_SUCCESS) {
+    hyb_drain_child_init(ch);
+    if (hyb_conf.strategy->child_init(ch) != APR_SUCCESS) {
         child_exit(ch, APEXIT_CHILDFATAL);
     }
     if (ap_run_drop_privileges(ch->pool, ap_server_conf)) {
@@ -261,13 +261,11 @@ static void child_init(hyb_child *ch)
     if (ch->parent_pid) {
         /* After the privilege drop, which clears it. */
         prctl(PR_SET_PDEATHSIG, HYB_SIG_PARENT_DIED);
-        if (getppid() != ch->parent_pid) {
-            hyb_child_orphaned(ch);
-        }
+        hyb_child_check_parent(ch);
     }
-    block_child_signals(SIG_BLOCK);
+    hyb_child_block_signals(SIG_BLOCK);
     ap_run_child_init(ch->pool, ap_server_conf);
-    set_connection_budget(ch);
+    hyb_retire_child_init(ch);
 }
 
 static apr_status_t start_workers(hyb_child *ch)
@@ -283,16 +281,16 @@ static apr_status_t start_workers(hyb_child *ch)
     if (ap_thread_stacksize) {
         apr_threadattr_stacksize_set(attr, ap_thread_stacksize);
     }
-    for (i = 0; i < conf.threads_per_child; i++) {
+    for (i = 0; i < hyb_conf.lim.threads_per_child; i++) {
         __atomic_add_fetch(&ch->live_threads, 1, __ATOMIC_SEQ_CST);
-        ch->threads[i].ptrans = create_ptrans(ch);
+        ch->threads[i].ptrans = hyb_worker_make_ptrans(ch);
         rv = ap_thread_create(&ch->threads[i].thd, attr, hyb_worker_thread,
                               &ch->threads[i], ch->pool);
         if (rv != APR_SUCCESS) {
             __atomic_sub_fetch(&ch->live_threads, 1, __ATOMIC_SEQ_CST);
             ap_log_error(APLOG_MARK, APLOG_ALERT, rv, ap_server_conf,
                          HYBLOGNO(00071) "cannot create worker thread %d "
-                         "of %d", i, conf.threads_per_child);
+                         "of %d", i, hyb_conf.lim.threads_per_child);
             return i ? APR_SUCCESS : rv;   /* run with what we have */
         }
     }
@@ -310,7 +308,7 @@ static void drop_connections_now(hyb_child *ch)
     int i;
 
     while (__atomic_load_n(&ch->live_threads, __ATOMIC_SEQ_CST)) {
-        for (i = 0; i < conf.threads_per_child; i++) {
+        for (i = 0; i < hyb_conf.lim.threads_per_child; i++) {
             int fd = ch->threads[i].active_fd;
 
             if (fd >= 0) {
@@ -333,9 +331,8 @@ static void supervise_workers(hyb_child *ch)
     int i;
 
     while (!hyb_child_stopping(ch)) {
-        if (poll(&pfd, 1, HYB_WAIT_SLICE_MS) == 0 && ch->parent_pid
-            && getppid() != ch->parent_pid) {
-            hyb_child_orphaned(ch);
+        if (poll(&pfd, 1, HYB_WAIT_SLICE_MS) == 0) {
+            hyb_child_check_parent(ch);
         }
         if (!__atomic_load_n(&ch->live_threads, __ATOMIC_SEQ_CST)) {
             break;   /* every worker gave up (sick) */
@@ -351,10 +348,10 @@ static void supervise_workers(hyb_child *ch)
         }
         /* A closing listener kept for draining, whose queue others have
          * emptied meanwhile, need not wait for one of our busy workers. */
-        release_listeners(ch, 0);
+        hyb_drain_release(0);
         apr_sleep(apr_time_from_msec(20));
     }
-    for (i = 0; i < conf.threads_per_child; i++) {
+    for (i = 0; i < hyb_conf.lim.threads_per_child; i++) {
         apr_status_t ignored;
 
         if (ch->threads[i].thd) {
@@ -363,34 +360,34 @@ static void supervise_workers(hyb_child *ch)
     }
 }
 
-static void hyb_child_main(int slot, int group)
+void hyb_child_main(int slot, int group)
 {
     hyb_child *ch;
 
-    retained->mpm->mpm_state = AP_MPMQ_STARTING;
+    hyb_server.mpm->mpm_state = AP_MPMQ_STARTING;
 #if AP_HAS_THREAD_LOCAL
-    if (!retained->one_process) {
+    if (!hyb_server.one_process) {
         apr_thread_t *thd = NULL;
 
         ap_thread_current_after_fork();
-        ap_thread_main_create(&thd, pconf);
+        ap_thread_main_create(&thd, hyb_server.pconf);
     }
 #endif
-    if (!retained->one_process) {
+    if (!hyb_server.one_process) {
         ap_fatal_signal_child_setup(ap_server_conf);
     }
     ch = child_create(slot, group);
-    the_child = ch;
+    hyb_the_child = ch;
     install_child_signals();
     /* The parent forked with our signals blocked, so that none could reach
      * the handlers inherited from it; anything sent meanwhile is delivered
      * now, to ours. */
-    block_child_signals(SIG_UNBLOCK);
+    hyb_child_block_signals(SIG_UNBLOCK);
     child_init(ch);
-    retained->mpm->mpm_state = AP_MPMQ_RUNNING;
+    hyb_server.mpm->mpm_state = AP_MPMQ_RUNNING;
 
     if (!ch->threaded) {
-        block_child_signals(SIG_UNBLOCK);
+        hyb_child_block_signals(SIG_UNBLOCK);
         ch->live_threads = 1;
         hyb_worker_run(&ch->threads[0]);
         child_exit(ch, ch->sick ? APEXIT_CHILDSICK : 0);
@@ -398,7 +395,7 @@ static void hyb_child_main(int slot, int group)
     if (start_workers(ch) != APR_SUCCESS) {
         child_exit(ch, APEXIT_CHILDSICK);
     }
-    block_child_signals(SIG_UNBLOCK);
+    hyb_child_block_signals(SIG_UNBLOCK);
     supervise_workers(ch);
     child_exit(ch, ch->sick ? APEXIT_CHILDSICK : 0);
 }

@@ -1,18 +1,26 @@
 /* hybrid_config.c: directives, their defaults, and check_config.
  *
- * Owns: the directive table, strict parsing of each value, and the
- * cross-directive clamping done once the whole config is read.  Setters
- * only parse; every rule that involves two directives lives in
- * hyb_check_config so it is applied in one place, in one order.
+ * Owns: the directive table, strict parsing of each value, the limits
+ * fixed at the first start (kept in retained data), and check_config:
+ * the cross-directive clamping (hybrid_limits.c) and the strategy's own
+ * checks, done once the whole config is read.  Setters only parse.
  * Called from: the config reader (setters), pre_config (defaults) and
  * check_config, all in the parent.
  */
 
-#define DEFAULT_THREADS_PER_CHILD 25
-#define DEFAULT_SERVER_LIMIT      16
-#define DEFAULT_PREFORK_LIMIT     256
-#define DEFAULT_THREAD_LIMIT      64
-#define DEFAULT_MAX_WORKERS       150
+#include "apr_strings.h"
+
+#include "httpd.h"
+#include "http_config.h"
+#include "http_log.h"
+#include "ap_listen.h"
+#include "mpm_common.h"
+
+#include "hybrid_accept.h"
+#include "hybrid_config.h"
+#include "hybrid_server.h"
+
+hyb_config hyb_conf;
 
 /* ThreadsPerChild is executed while the config file is read (EXEC_ON_READ),
  * before pre_config, because `apache2 -V` asks whether the MPM is threaded
@@ -20,12 +28,33 @@
  * This DSO is loaded afresh for every config read, so 0 means "not set". */
 static int tpc_read;
 
-static void hyb_config_defaults(void)
+/* ServerLimit and ThreadLimit size the scoreboard, once per server life. */
+typedef struct {
+    int server_limit;
+    int thread_limit;
+} first_limits;
+
+static first_limits *first_limits_get(void)
 {
-    memset(&conf, 0, sizeof(conf));
-    conf.threads_per_child = tpc_read ? tpc_read : DEFAULT_THREADS_PER_CHILD;
-    conf.set_tpc = tpc_read != 0;
-    conf.strategy = hyb_strategy_find(HYBRID_DEFAULT_ACCEPT);
+    static const char key[] = "mpm_hybrid_first_limits";
+    first_limits *f = ap_retained_data_get(key);
+
+    return f ? f : ap_retained_data_create(key, sizeof(*f));
+}
+
+int hyb_config_threads_per_child(void)
+{
+    return hyb_conf.lim.threads_per_child ? hyb_conf.lim.threads_per_child
+                                          : tpc_read;
+}
+
+void hyb_config_defaults(void)
+{
+    memset(&hyb_conf, 0, sizeof(hyb_conf));
+    hyb_conf.lim.threads_per_child = tpc_read ? tpc_read
+                                              : HYB_DEFAULT_THREADS_PER_CHILD;
+    hyb_conf.set_tpc = tpc_read != 0;
+    hyb_conf.strategy = hyb_strategy_find(HYBRID_DEFAULT_ACCEPT);
 }
 
 /* Parses a whole decimal number in [min, max]; returns an error naming
@@ -93,7 +122,28 @@ typedef enum {
     F_MIN_SPARE_T, F_MAX_SPARE_T, F_MIN_SPARE_S, F_MAX_SPARE_S
 } hyb_field;
 
-static const char *set_number(cmd_parms *cmd, void *dummy, const char *arg)
+static void store_number(cmd_parms *cmd, void *sub_tree, hyb_field f, int v)
+{
+    hyb_limits *l = &hyb_conf.lim;
+
+    switch (f) {
+    case F_START:        l->start_servers = v;     l->set_start = 1; break;
+    case F_SERVER_LIMIT: l->server_limit = v;      l->set_server_limit = 1; break;
+    case F_THREAD_LIMIT: l->thread_limit = v;      l->set_thread_limit = 1; break;
+    case F_TPC:          tpc_read = l->threads_per_child = v;
+                         hyb_conf.set_tpc = 1;
+                         leave_context_mark(cmd, sub_tree);
+                         break;
+    case F_MAX_WORKERS:  l->max_workers = v;       l->set_max_workers = 1; break;
+    case F_MIN_SPARE_T:  l->min_spare_threads = v; l->set_min_spare_threads = 1; break;
+    case F_MAX_SPARE_T:  l->max_spare_threads = v; l->set_max_spare_threads = 1; break;
+    case F_MIN_SPARE_S:  l->min_spare_servers = v; l->set_spare_servers = 1; break;
+    case F_MAX_SPARE_S:  l->max_spare_servers = v; l->set_spare_servers = 1; break;
+    }
+}
+
+static const char *set_number(cmd_parms *cmd, void *sub_tree,
+                              const char *arg)
 {
     const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
     hyb_field f = (hyb_field)(intptr_t)cmd->info;
@@ -103,7 +153,7 @@ static const char *set_number(cmd_parms *cmd, void *dummy, const char *arg)
         return err;
     }
     /* Upper bounds here are the hard caps; relations between directives
-     * are checked in hyb_check_config. */
+     * are checked in hyb_config_check. */
     err = parse_int(cmd, arg, f == F_MIN_SPARE_S || f == F_MIN_SPARE_T ? 0 : 1,
                     f == F_THREAD_LIMIT || f == F_TPC
                         ? HYBRID_MAX_THREAD_LIMIT : INT_MAX / 2, &v);
@@ -114,20 +164,7 @@ static const char *set_number(cmd_parms *cmd, void *dummy, const char *arg)
         ap_log_error(APLOG_MARK, APLOG_INFO, 0, NULL, HYBLOGNO(00001)
                      "MaxClients is deprecated, use MaxRequestWorkers");
     }
-    switch (f) {
-    case F_START:        conf.start_servers = v;     conf.set_start = 1; break;
-    case F_SERVER_LIMIT: conf.server_limit = v;      conf.set_server_limit = 1; break;
-    case F_THREAD_LIMIT: conf.thread_limit = v;      conf.set_thread_limit = 1; break;
-    case F_TPC:          tpc_read = conf.threads_per_child = v;
-                         conf.set_tpc = 1;
-                         leave_context_mark(cmd, dummy);
-                         break;
-    case F_MAX_WORKERS:  conf.max_workers = v;       conf.set_max_workers = 1; break;
-    case F_MIN_SPARE_T:  conf.min_spare_threads = v; conf.set_min_spare_threads = 1; break;
-    case F_MAX_SPARE_T:  conf.max_spare_threads = v; conf.set_max_spare_threads = 1; break;
-    case F_MIN_SPARE_S:  conf.min_spare_servers = v; conf.set_spare_servers = 1; break;
-    case F_MAX_SPARE_S:  conf.max_spare_servers = v; conf.set_spare_servers = 1; break;
-    }
+    store_number(cmd, sub_tree, f, v);
     return NULL;
 }
 
@@ -146,8 +183,8 @@ static const char *set_accept_strategy(cmd_parms *cmd, void *dummy,
                             "'%s' (known: %s)", arg,
                             hyb_strategy_names(cmd->pool));
     }
-    conf.strategy = st;
-    conf.set_strategy = 1;
+    hyb_conf.strategy = st;
+    hyb_conf.set_strategy = 1;
     return NULL;
 }
 
@@ -160,18 +197,18 @@ static const char *set_reuseport_groups(cmd_parms *cmd, void *dummy,
         return err;
     }
     if (!strcasecmp(arg, "auto")) {
-        conf.reuseport_groups = 0;
+        hyb_conf.reuseport_groups = 0;
         return NULL;
     }
     return parse_int(cmd, arg, 1, HYBRID_MAX_SERVER_LIMIT,
-                     &conf.reuseport_groups);
+                     &hyb_conf.reuseport_groups);
 }
 
 #define NUMBER_CMD(name, field, help) \
     AP_INIT_TAKE1(name, set_number, (void *)(intptr_t)(field), \
                   RSRC_CONF, help)
 
-static const command_rec hybrid_cmds[] = {
+const command_rec hyb_cmds[] = {
     LISTEN_COMMANDS,
     NUMBER_CMD("StartServers", F_START,
                "Number of child processes started at startup"),
@@ -207,166 +244,56 @@ static const command_rec hybrid_cmds[] = {
 };
 
 /* ------------------------------------------------------------------ */
-/* check_config: defaults that depend on other directives, then clamps. */
+/* check_config                                                        */
 
 /* Warnings go to the console on the first config pass and to the error
  * log on restarts, like httpd's own MPMs; the second startup pass (after
  * detaching) is silent so each warning shows once. */
-static void warn(server_rec *s, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+static void warn_text(server_rec *s, const char *text)
+{
+    if (hyb_server.detach_pass) {
+        return;
+    }
+    if (hyb_server.startup_pass) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING | APLOG_STARTUP, 0, NULL,
+                     "WARNING: %s", text);
+    }
+    else {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, "%s", text);
+    }
+}
 
-static void warn(server_rec *s, const char *fmt, ...)
+void hyb_config_warn(server_rec *s, const char *fmt, ...)
 {
     va_list ap;
     char buf[512];
 
-    if (retained->mpm->module_loads == 2) {
-        return;
-    }
     va_start(ap, fmt);
     apr_vsnprintf(buf, sizeof(buf), fmt, ap);
     va_end(ap);
-    if (retained->startup_pass) {
-        ap_log_error(APLOG_MARK, APLOG_WARNING | APLOG_STARTUP, 0, NULL,
-                     "WARNING: %s", buf);
-    }
-    else {
-        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, "%s", buf);
-    }
+    warn_text(s, buf);
 }
 
-static void keep_first_value(server_rec *s, const char *name, int *value,
-                             int first)
+static void warn_limit(void *s, const char *msg)
 {
-    if (first && *value != first) {
-        warn(s, "changing %s to %d from original value of %d not allowed "
-             "during restart", name, *value, first);
-        *value = first;
-    }
+    warn_text(s, msg);
 }
 
+/* Clamps the sizes; the first start's ServerLimit and ThreadLimit stay
+ * for the life of the server. */
 static void clamp_limits(server_rec *s)
 {
-    int tpc1 = conf.threads_per_child == 1;
+    first_limits *first = first_limits_get();
 
-    if (!conf.set_server_limit) {
-        conf.server_limit = tpc1 ? DEFAULT_PREFORK_LIMIT : DEFAULT_SERVER_LIMIT;
+    hyb_conf.lim.first_server_limit = first->server_limit;
+    hyb_conf.lim.first_thread_limit = first->thread_limit;
+    hyb_limits_clamp(&hyb_conf.lim, HYBRID_MAX_SERVER_LIMIT, warn_limit, s);
+    if (!first->server_limit) {
+        first->server_limit = hyb_conf.lim.server_limit;
+        first->thread_limit = hyb_conf.lim.thread_limit;
     }
-    if (!conf.set_thread_limit) {
-        conf.thread_limit = tpc1 ? 1 : DEFAULT_THREAD_LIMIT;
-        if (conf.thread_limit < conf.threads_per_child) {
-            conf.thread_limit = conf.threads_per_child;
-        }
-    }
-    if (conf.server_limit > HYBRID_MAX_SERVER_LIMIT) {
-        warn(s, "ServerLimit of %d exceeds the compile-time limit of %d, "
-             "lowering ServerLimit to %d", conf.server_limit,
-             HYBRID_MAX_SERVER_LIMIT, HYBRID_MAX_SERVER_LIMIT);
-        conf.server_limit = HYBRID_MAX_SERVER_LIMIT;
-    }
-    /* The scoreboard is sized once, at the first start. */
-    keep_first_value(s, "ServerLimit", &conf.server_limit,
-                     retained->first_server_limit);
-    keep_first_value(s, "ThreadLimit", &conf.thread_limit,
-                     retained->first_thread_limit);
-    if (conf.threads_per_child > conf.thread_limit) {
-        warn(s, "ThreadsPerChild of %d exceeds ThreadLimit of %d, "
-             "decreasing to match", conf.threads_per_child,
-             conf.thread_limit);
-        conf.threads_per_child = conf.thread_limit;
-    }
-}
-
-static void clamp_workers(server_rec *s)
-{
-    int tpc = conf.threads_per_child;
-    int most = conf.server_limit * tpc;
-
-    if (!conf.set_max_workers) {
-        conf.max_workers = DEFAULT_MAX_WORKERS < most ? DEFAULT_MAX_WORKERS
-                                                       : most;
-        conf.max_workers -= conf.max_workers % tpc;
-        if (conf.max_workers < tpc) {
-            conf.max_workers = tpc;
-        }
-    }
-    else if (conf.max_workers < tpc) {
-        warn(s, "MaxRequestWorkers of %d is less than ThreadsPerChild of %d, "
-             "increasing to %d", conf.max_workers, tpc, tpc);
-        conf.max_workers = tpc;
-    }
-    else if (conf.max_workers > most) {
-        warn(s, "MaxRequestWorkers of %d would require %d servers and would "
-             "exceed ServerLimit of %d, decreasing to %d",
-             conf.max_workers, (conf.max_workers + tpc - 1) / tpc,
-             conf.server_limit, most);
-        conf.max_workers = most;
-    }
-    else if (conf.max_workers % tpc) {
-        warn(s, "MaxRequestWorkers of %d is not an integer multiple of "
-             "ThreadsPerChild of %d, decreasing to nearest multiple %d",
-             conf.max_workers, tpc, conf.max_workers - conf.max_workers % tpc);
-        conf.max_workers -= conf.max_workers % tpc;
-    }
-    conf.daemons_limit = conf.max_workers / tpc;
-
-    if (!conf.set_start) {
-        conf.start_servers = tpc == 1 ? 5 : 3;
-    }
-    if (conf.start_servers > conf.daemons_limit) {
-        if (conf.set_start) {
-            warn(s, "StartServers of %d exceeds MaxRequestWorkers / "
-                 "ThreadsPerChild = %d, starting %d", conf.start_servers,
-                 conf.daemons_limit, conf.daemons_limit);
-        }
-        conf.start_servers = conf.daemons_limit;
-    }
-}
-
-static void clamp_spares(server_rec *s)
-{
-    int tpc = conf.threads_per_child;
-
-    if (tpc == 1 && conf.set_spare_servers) {
-        /* prefork meaning: idle children == idle threads */
-        conf.spare_min = conf.min_spare_servers ? conf.min_spare_servers : 5;
-        conf.spare_max = conf.max_spare_servers ? conf.max_spare_servers : 10;
-    }
-    else {
-        if (conf.set_spare_servers) {
-            warn(s, "MinSpareServers/MaxSpareServers only apply with "
-                 "ThreadsPerChild 1 and are ignored with ThreadsPerChild %d; "
-                 "use MinSpareThreads/MaxSpareThreads", tpc);
-        }
-        conf.spare_min = conf.set_min_spare_threads
-                         ? conf.min_spare_threads
-                         : (tpc == 1 ? 5 : 3 * tpc);
-        conf.spare_max = conf.set_max_spare_threads
-                         ? conf.max_spare_threads
-                         : (tpc == 1 ? 10 : 10 * tpc);
-    }
-    if (conf.spare_min < 1) {
-        conf.spare_min = 1;
-    }
-    if (conf.spare_min > conf.max_workers) {
-        conf.spare_min = conf.max_workers;
-    }
-    /* Retiring one child must not drop idle threads below the minimum,
-     * or the server would start and stop a child every tick. */
-    if (conf.spare_max < conf.spare_min + tpc) {
-        if (conf.set_max_spare_threads
-            || (tpc == 1 && conf.set_spare_servers)) {
-            warn(s, "%s of %d is less than %s + ThreadsPerChild = %d, "
-                 "increasing to %d",
-                 tpc == 1 && conf.set_spare_servers ? "MaxSpareServers"
-                                                    : "MaxSpareThreads",
-                 conf.spare_max,
-                 tpc == 1 && conf.set_spare_servers ? "MinSpareServers"
-                                                    : "MinSpareThreads",
-                 conf.spare_min + tpc, conf.spare_min + tpc);
-        }
-        conf.spare_max = conf.spare_min + tpc;
-    }
+    hyb_conf.lim.first_server_limit = first->server_limit;
+    hyb_conf.lim.first_thread_limit = first->thread_limit;
 }
 
 /* Lets a strategy set core options as if from the config file (the
@@ -378,7 +305,7 @@ static const char *run_strategy_configure(server_rec *s, apr_pool_t *p,
                                       EXEC_ON_READ, TAKE1, NULL };
     cmd_parms cmd;
 
-    if (!conf.strategy->configure) {
+    if (!hyb_conf.strategy->configure) {
         return NULL;
     }
     memset(&cmd, 0, sizeof(cmd));
@@ -387,25 +314,20 @@ static const char *run_strategy_configure(server_rec *s, apr_pool_t *p,
     cmd.pool = p;
     cmd.temp_pool = ptemp;
     cmd.limited = -1;
-    return conf.strategy->configure(&cmd);
+    return hyb_conf.strategy->configure(&cmd);
 }
 
-static int hyb_check_config(apr_pool_t *p, apr_pool_t *plog,
-                            apr_pool_t *ptemp, server_rec *s)
+/* The strategy must work here; an unusable compiled-in default falls back
+ * to mutex rather than stop a server on a kernel that lacks it. */
+static int check_strategy(apr_pool_t *p, apr_pool_t *ptemp, server_rec *s)
 {
-    const char *why;
+    const hyb_strategy *st = hyb_conf.strategy;
+    const char *why = st->probe ? st->probe(ptemp) : NULL;
 
-    clamp_limits(s);
-    clamp_workers(s);
-    clamp_spares(s);
-
-    why = conf.strategy->probe ? conf.strategy->probe(ptemp) : NULL;
-    if (why && !conf.set_strategy) {
-        /* The compiled-in default must not stop a server on a kernel that
-         * lacks it; an explicit AcceptStrategy does. */
-        warn(s, "the default AcceptStrategy %s cannot be used here (%s); "
-             "using mutex", conf.strategy->name, why);
-        conf.strategy = hyb_strategy_find("mutex");
+    if (why && !hyb_conf.set_strategy) {
+        hyb_config_warn(s, "the default AcceptStrategy %s cannot be used "
+                        "here (%s); using mutex", st->name, why);
+        hyb_conf.strategy = hyb_strategy_find("mutex");
         why = NULL;
     }
     if (!why) {
@@ -414,19 +336,36 @@ static int hyb_check_config(apr_pool_t *p, apr_pool_t *plog,
     if (why) {
         ap_log_error(APLOG_MARK, APLOG_EMERG | APLOG_STARTUP, 0, NULL,
                      HYBLOGNO(00002) "AcceptStrategy %s cannot be used here: "
-                     "%s", conf.strategy->name, why);
+                     "%s", hyb_conf.strategy->name, why);
         return !OK;
     }
-    if (conf.reuseport_groups > conf.daemons_limit
-        && conf.strategy->id == HYBRID_ACCEPT_REUSEPORT) {
-        warn(s, "ReusePortGroups %d exceeds the %d children MaxRequestWorkers "
-             "/ ThreadsPerChild allows (each group needs a child), using %d "
-             "groups", conf.reuseport_groups, conf.daemons_limit,
-             conf.daemons_limit);
+    return OK;
+}
+
+static void check_reuseport_groups(server_rec *s)
+{
+    int reuseport = hyb_conf.strategy->id == HYBRID_ACCEPT_REUSEPORT;
+
+    if (reuseport && hyb_conf.reuseport_groups > hyb_conf.lim.daemons_limit) {
+        hyb_config_warn(s, "ReusePortGroups %d exceeds the %d children "
+                        "MaxRequestWorkers / ThreadsPerChild allows (each "
+                        "group needs a child), using %d groups",
+                        hyb_conf.reuseport_groups, hyb_conf.lim.daemons_limit,
+                        hyb_conf.lim.daemons_limit);
     }
-    if (conf.reuseport_groups && conf.strategy->id != HYBRID_ACCEPT_REUSEPORT) {
-        warn(s, "ReusePortGroups applies only to AcceptStrategy reuseport "
-             "and is ignored with AcceptStrategy %s", conf.strategy->name);
+    if (hyb_conf.reuseport_groups && !reuseport) {
+        hyb_config_warn(s, "ReusePortGroups applies only to AcceptStrategy "
+                        "reuseport and is ignored with AcceptStrategy %s",
+                        hyb_conf.strategy->name);
     }
+}
+
+int hyb_config_check(apr_pool_t *p, apr_pool_t *ptemp, server_rec *s)
+{
+    clamp_limits(s);
+    if (check_strategy(p, ptemp, s) != OK) {
+        return !OK;
+    }
+    check_reuseport_groups(s);
     return OK;
 }

@@ -21,6 +21,9 @@
  *      only then let go.  The last reference to close finds nothing
  *      queued.
  *
+ * Owns all three steps: the mark (parent), the table of listeners a child
+ * holds and their release (child, signal-safe), and the workers' draining.
+ *
  * What this does not cover: a hard stop (SIGTERM) drops connections by
  * definition, and so does a hard restart (SIGHUP) for a Listen it removes
  * (the children that would drain it are killed; kept listeners and their
@@ -29,8 +32,23 @@
  * is still reset.
  */
 
+#include <fcntl.h>
 #include <linux/filter.h>
-#include <netinet/tcp.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "apr_portable.h"
+
+#include "httpd.h"
+#include "http_log.h"
+#include "http_main.h"
+
+#include "hybrid_child.h"
+#include "hybrid_counters.h"
+#include "hybrid_drain.h"
+#include "hybrid_server.h"
+#include "hybrid_worker.h"
 
 /* Bare SYN (SYN set, ACK clear) -> drop; anything else -> keep.  The
  * kernel runs a listener's filter with the packet starting at its TCP
@@ -54,8 +72,7 @@ static int sock_fd(apr_socket_t *sd)
     return sd && apr_os_sock_get(&fd, sd) == APR_SUCCESS ? fd : -1;
 }
 
-/* Parent: the listener takes no new connection from now on. */
-static void hyb_listener_mark_closing(apr_socket_t *sd)
+void hyb_drain_mark_closing(apr_socket_t *sd)
 {
     struct sock_fprog prog = { DRAIN_FILTER_LEN, drain_syn_filter };
     int fd = sock_fd(sd);
@@ -69,19 +86,19 @@ static void hyb_listener_mark_closing(apr_socket_t *sd)
     }
 }
 
-static void hyb_listeners_mark_closing(ap_listen_rec *lrs)
+void hyb_drain_mark_all(ap_listen_rec *lrs)
 {
     ap_listen_rec *lr;
 
     for (lr = lrs; lr; lr = lr->next) {
-        hyb_listener_mark_closing(lr->sd);
+        hyb_drain_mark_closing(lr->sd);
     }
 }
 
 /* Any process: is this listener closing?  No other code attaches a
  * filter to httpd's listeners, so a filter of our length is ours.
  * getsockopt() is a plain system call: usable in a signal handler. */
-static int hyb_listener_closing(int fd)
+static int listener_closing(int fd)
 {
     socklen_t len = 0;
 
@@ -89,9 +106,7 @@ static int hyb_listener_closing(int fd)
            && len == DRAIN_FILTER_LEN;
 }
 
-/* TCP_INFO of a listening socket: tcpi_unacked is the length of its
- * accept queue, tcpi_sacked its listen(2) backlog.  All zero on error. */
-static struct tcp_info hyb_listener_info(int fd)
+struct tcp_info hyb_listener_info(int fd)
 {
     struct tcp_info ti;
     socklen_t len = sizeof(ti);
@@ -103,16 +118,15 @@ static struct tcp_info hyb_listener_info(int fd)
     return ti;
 }
 
-/* Connections waiting in a listener's accept queue. */
-static unsigned hyb_listener_queued(int fd)
+unsigned hyb_listener_queued(int fd)
 {
     return hyb_listener_info(fd).tcpi_unacked;
 }
 
 /* Must a stopping child keep this listener to drain it? */
-static int hyb_listener_needs_drain(int fd)
+static int needs_drain(int fd)
 {
-    return hyb_listener_closing(fd) && hyb_listener_queued(fd) > 0;
+    return listener_closing(fd) && hyb_listener_queued(fd) > 0;
 }
 
 /* ------------------------------------------------------------------ */
@@ -123,13 +137,11 @@ static int hyb_listener_needs_drain(int fd)
 typedef struct {
     int n;
     ap_listen_rec **lrs;
-} hyb_old_listeners;
+} old_listener_list;
 
-static hyb_old_listeners old_listeners;
+static old_listener_list old_listeners;
 
-/* pre_config, before ap_listen_pre_config(): remember the previous
- * generation's listeners (their records live in the process pool). */
-static void hyb_drain_note_old_listeners(apr_pool_t *p)
+void hyb_drain_note_old_listeners(apr_pool_t *p)
 {
     ap_listen_rec *lr;
     int i = 0;
@@ -155,9 +167,7 @@ static int listed(ap_listen_rec *lrs, ap_listen_rec *which)
     return 0;
 }
 
-/* open_logs, before ap_setup_listeners(): a previous listener that the new
- * config did not take over is about to close. */
-static void hyb_drain_mark_removed_listeners(void)
+void hyb_drain_mark_removed_listeners(void)
 {
     int i;
 
@@ -169,8 +179,133 @@ static void hyb_drain_mark_removed_listeners(void)
                          HYBLOGNO(00101) "Listen %pI removed: the old "
                          "children drain its queue before it closes",
                          lr->bind_addr);
-            hyb_listener_mark_closing(lr->sd);
+            hyb_drain_mark_closing(lr->sd);
         }
     }
     old_listeners.n = 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* The child's side: the listeners it holds.  One child per process, so
+ * the table is this process's. */
+
+typedef struct {
+    int n;
+    int *fds;                 /* listener fds this child holds */
+    ap_listen_rec **lrs;      /* their records, to accept from them */
+    apr_uint32_t *released;   /* [i]: fds[i] let go of */
+    int placeholder_fd;       /* /dev/null, dup2()ed over them on release */
+} held_listeners;
+
+static held_listeners held = { 0, NULL, NULL, NULL, -1 };
+
+void hyb_drain_child_init(hyb_child *ch)
+{
+    held.placeholder_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+void hyb_drain_hold(hyb_child *ch, ap_listen_rec *lrs)
+{
+    ap_listen_rec *lr;
+    int n = 0, i;
+
+    for (lr = lrs; lr; lr = lr->next) {
+        n++;
+    }
+    /* Filled before any thread or signal handler looks at it: n is set
+     * last. */
+    held.fds = apr_pcalloc(ch->pool, sizeof(*held.fds) * n);
+    held.lrs = apr_pcalloc(ch->pool, sizeof(*held.lrs) * n);
+    held.released = apr_pcalloc(ch->pool, sizeof(*held.released) * n);
+    for (i = 0, lr = lrs; lr; lr = lr->next, i++) {
+        held.lrs[i] = lr;
+        held.fds[i] = sock_fd(lr->sd);
+    }
+    held.n = n;
+}
+
+/* dup2() of a placeholder over the fd drops this process's reference
+ * without freeing the fd number, so no other thread can find a
+ * stranger's socket under it; the socket stays open in the parent and the
+ * other children. */
+void hyb_drain_drop(apr_socket_t *sd)
+{
+    int fd = sock_fd(sd);
+
+    if (fd < 0) {
+        return;
+    }
+    if (held.placeholder_fd >= 0) {
+        dup2(held.placeholder_fd, fd);
+    }
+    else {
+        close(fd);
+    }
+}
+
+/* Async-signal-safe: atomics, getsockopt() and dup2(). */
+void hyb_drain_release(int all)
+{
+    int i;
+
+    if (held.placeholder_fd < 0) {
+        return;
+    }
+    for (i = 0; i < held.n; i++) {
+        if (__atomic_load_n(&held.released[i], __ATOMIC_SEQ_CST)
+            || (!all && needs_drain(held.fds[i]))) {
+            continue;
+        }
+        if (!__atomic_exchange_n(&held.released[i], 1, __ATOMIC_SEQ_CST)) {
+            dup2(held.placeholder_fd, held.fds[i]);
+        }
+    }
+}
+
+/* Takes one connection still queued on closing listener i; gives up on
+ * an empty queue, on a listener already let go of (ENOTSOCK), or when the
+ * stop turns immediate. */
+static int accept_queued(hyb_child *ch, int i, apr_socket_t **csd,
+                         apr_pool_t *ptrans)
+{
+    apr_status_t rv;
+
+    do {
+        if (__atomic_load_n(&ch->stop, __ATOMIC_SEQ_CST) == HYB_STOP_NOW) {
+            return 0;
+        }
+        rv = apr_socket_accept(csd, held.lrs[i]->sd, ptrans);
+    } while (APR_STATUS_IS_EINTR(rv) || APR_STATUS_IS_ECONNABORTED(rv));
+    if (rv == APR_SUCCESS) {
+        HYB_COUNT(ch, accepts, 1);
+        return 1;
+    }
+    return 0;
+}
+
+/* Every free worker joins in. */
+void hyb_drain_serve_queued(hyb_thread *t, apr_pool_t *ptrans)
+{
+    hyb_child *ch = t->child;
+    apr_socket_t *csd;
+    int i, served = 0;
+
+    for (i = 0; i < held.n; i++) {
+        if (__atomic_load_n(&held.released[i], __ATOMIC_SEQ_CST)
+            || !listener_closing(held.fds[i])) {
+            continue;
+        }
+        while (accept_queued(ch, i, &csd, ptrans)) {
+            hyb_worker_serve(t, csd, ptrans);
+            apr_pool_clear(ptrans);
+            served++;
+        }
+    }
+    hyb_drain_release(1);
+    if (served) {
+        ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, ap_server_conf,
+                     HYBLOGNO(00102) "child %d thread %d: served %d "
+                     "connections queued on closing listeners", ch->slot,
+                     t->num, served);
+    }
 }

@@ -1,43 +1,109 @@
 /* hybrid_proc.c: mechanism for the parent's children.
  *
- * Owns: the parent-private slot table (retained->slots), forking a child
- * into a slot, signalling a child, recording its death, and reclaiming
- * every child on a hard stop.  Pids come only from the parent's own table,
- * never from the scoreboard, so a child scribbling on shared memory cannot
- * make the root parent signal or wait for anything it did not start.
- * Policy (when to do which) is in hybrid_parent.c.
+ * Owns: the parent-private slot table (retained data), forking a child
+ * into a slot with back-off when fork fails, signalling and retiring a
+ * child, recording its death, and reclaiming every child on a hard stop.
+ * Pids come only from the parent's own table, never from the scoreboard,
+ * so a child scribbling on shared memory cannot make the root parent
+ * signal or wait for anything it did not start.
+ * Policy (when to do which) is in hybrid_parent.c and hybrid_groups.c.
  */
+
+#include <errno.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "httpd.h"
+#include "http_config.h"
+#include "http_log.h"
+#include "http_main.h"
+#include "mpm_common.h"
+#include "scoreboard.h"
+
+#include "hybrid_accept.h"
+#include "hybrid_child.h"
+#include "hybrid_config.h"
+#include "hybrid_counters.h"
+#include "hybrid_proc.h"
+#include "hybrid_server.h"
+
+typedef struct {
+    int nslots;
+    hyb_slot *slots;
+    int max_daemon_used;
+    int fork_failures;        /* consecutive; drives back-off */
+    apr_time_t next_fork_try;
+} proc_retained;
+
+static proc_retained *pr;
+hyb_slot *hyb_slots;
+
+void hyb_proc_init(int first_server_limit)
+{
+    static const char key[] = "mpm_hybrid_proc";
+
+    pr = ap_retained_data_get(key);
+    if (!pr) {
+        pr = ap_retained_data_create(key, sizeof(*pr));
+        pr->nslots = first_server_limit;
+        pr->slots = ap_retained_data_create("mpm_hybrid_slots",
+                                            sizeof(hyb_slot)
+                                            * first_server_limit);
+    }
+    hyb_slots = pr->slots;
+}
+
+int hyb_proc_slots(void)
+{
+    return pr->nslots;
+}
+
+int hyb_proc_max_used(void)
+{
+    return pr ? pr->max_daemon_used : 0;
+}
 
 static void scoreboard_set_threads(int slot, int status)
 {
     int t;
 
-    for (t = 0; t < conf.thread_limit; t++) {
+    for (t = 0; t < hyb_conf.lim.thread_limit; t++) {
         ap_update_child_status_from_indexes(slot, t,
-                                            t < conf.threads_per_child
-                                                ? status : SERVER_DEAD,
-                                            NULL);
+            t < hyb_conf.lim.threads_per_child ? status : SERVER_DEAD, NULL);
     }
 }
 
-static int hyb_find_slot(pid_t pid)
+int hyb_proc_find(pid_t pid)
 {
     int i;
 
-    for (i = 0; i < retained->max_daemon_used; i++) {
-        if (retained->slots[i].pid == pid) {
+    for (i = 0; i < pr->max_daemon_used; i++) {
+        if (hyb_slots[i].pid == pid) {
             return i;
         }
     }
     return -1;
 }
 
-static int hyb_live_children(int include_quiescing)
+int hyb_proc_free_slot(void)
+{
+    int i;
+
+    for (i = 0; i < hyb_conf.lim.server_limit; i++) {
+        if (!hyb_slots[i].pid) {
+            return i;
+        }
+    }
+    return -1;
+}
+
+int hyb_proc_live(int include_quiescing)
 {
     int i, n = 0;
 
-    for (i = 0; i < retained->max_daemon_used; i++) {
-        const hyb_slot *ps = &retained->slots[i];
+    for (i = 0; i < pr->max_daemon_used; i++) {
+        const hyb_slot *ps = &hyb_slots[i];
 
         if (ps->pid && (include_quiescing || !ps->quiescing)) {
             n++;
@@ -46,22 +112,31 @@ static int hyb_live_children(int include_quiescing)
     return n;
 }
 
+int hyb_proc_may_fork(void)
+{
+    return apr_time_now() >= pr->next_fork_try;
+}
+
+int hyb_proc_fork_failing(void)
+{
+    return pr->fork_failures > 0;
+}
+
 static void fork_failed(int slot, apr_status_t err)
 {
     apr_time_t backoff;
 
     scoreboard_set_threads(slot, SERVER_DEAD);
-    retained->fork_failures++;
-    retained->spawn_rate = 1;   /* no pent-up burst once fork works again */
+    pr->fork_failures++;
     /* 100 ms, 200 ms, ... capped at 10 s: no busy loop, and the server
      * keeps serving with the children it has. */
-    backoff = apr_time_from_msec(100) << (retained->fork_failures < 7
-                                          ? retained->fork_failures - 1 : 6);
+    backoff = apr_time_from_msec(100) << (pr->fork_failures < 7
+                                          ? pr->fork_failures - 1 : 6);
     if (backoff > apr_time_from_sec(10)) {
         backoff = apr_time_from_sec(10);
     }
-    retained->next_fork_try = apr_time_now() + backoff;
-    if (retained->fork_failures == 1) {
+    pr->next_fork_try = apr_time_now() + backoff;
+    if (pr->fork_failures == 1) {
         ap_log_error(APLOG_MARK, APLOG_ERR, err, ap_server_conf,
                      HYBLOGNO(00040) "fork: unable to start a child; "
                      "serving with the children there are and retrying with "
@@ -71,7 +146,7 @@ static void fork_failed(int slot, apr_status_t err)
 
 static void note_started(int slot, pid_t pid)
 {
-    hyb_slot *ps = &retained->slots[slot];
+    hyb_slot *ps = &hyb_slots[slot];
     process_score *sb = ap_get_scoreboard_process(slot);
 
     ps->pid = pid;
@@ -82,29 +157,29 @@ static void note_started(int slot, pid_t pid)
     sb->quiescing = 0;
     ap_run_child_status(ap_server_conf, pid, ps->generation, slot,
                         MPM_CHILD_STARTED);
-    hyb_stats_note_spawn(slot, pid);
-    if (retained->fork_failures) {
+    hyb_stats_note_spawn(slot, pid, ps->generation, ps->group,
+                         ps->spawned - 1, ps->started);
+    if (pr->fork_failures) {
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, ap_server_conf,
                      HYBLOGNO(00041) "fork works again after %d failures",
-                     retained->fork_failures);
-        retained->fork_failures = 0;
+                     pr->fork_failures);
+        pr->fork_failures = 0;
     }
     ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, ap_server_conf, HYBLOGNO(00042)
                  "Child %d started: pid %" APR_PID_T_FMT ", gen %d, "
                  "strategy %s, group %d", slot, pid, ps->generation,
-                 conf.strategy->name, ps->group);
+                 hyb_conf.strategy->name, ps->group);
 }
 
-/* Starts a child in a free slot.  Returns 0, or -1 if fork failed. */
-static int hyb_spawn(int slot, int group)
+int hyb_proc_spawn(int slot, int group)
 {
-    hyb_slot *ps = &retained->slots[slot];
+    hyb_slot *ps = &hyb_slots[slot];
     pid_t pid;
 
-    if (slot + 1 > retained->max_daemon_used) {
-        retained->max_daemon_used = slot + 1;
+    if (slot + 1 > pr->max_daemon_used) {
+        pr->max_daemon_used = slot + 1;
     }
-    ps->generation = retained->mpm->my_generation;
+    ps->generation = hyb_server.mpm->my_generation;
     ps->group = group;
     ps->quiescing = 0;
     ps->retire_wanted = 0;
@@ -112,12 +187,12 @@ static int hyb_spawn(int slot, int group)
     ps->ready_noted = 0;
     scoreboard_set_threads(slot, SERVER_STARTING);
 
-    block_child_signals(SIG_BLOCK);
+    hyb_child_block_signals(SIG_BLOCK);
     pid = fork();
     if (pid == 0) {
         hyb_child_main(slot, group);   /* does not return */
     }
-    block_child_signals(SIG_UNBLOCK);
+    hyb_child_block_signals(SIG_UNBLOCK);
     if (pid < 0) {
         fork_failed(slot, errno);
         return -1;
@@ -126,9 +201,9 @@ static int hyb_spawn(int slot, int group)
     return 0;
 }
 
-static void hyb_signal_child(int slot, int sig)
+void hyb_proc_signal(int slot, int sig)
 {
-    pid_t pid = retained->slots[slot].pid;
+    pid_t pid = hyb_slots[slot].pid;
 
     if (pid > 0 && kill(pid, sig) < 0 && errno != ESRCH) {
         ap_log_error(APLOG_MARK, APLOG_WARNING, errno, ap_server_conf,
@@ -137,10 +212,20 @@ static void hyb_signal_child(int slot, int sig)
     }
 }
 
-/* Records a reaped child: scoreboard, hooks, statistics, slot table. */
-static void hyb_note_exit(int slot, apr_exit_why_e why, int status)
+void hyb_proc_retire(int slot)
 {
-    hyb_slot *ps = &retained->slots[slot];
+    hyb_slot *ps = &hyb_slots[slot];
+
+    ps->retire_wanted = 0;
+    ps->quiescing = 1;
+    ap_get_scoreboard_process(slot)->quiescing = 1;
+    hyb_stats_note_state(slot, HYBRID_SLOT_GRACEFUL);
+    hyb_proc_signal(slot, AP_SIG_GRACEFUL);
+}
+
+void hyb_proc_note_exit(int slot, apr_exit_why_e why, int status)
+{
+    hyb_slot *ps = &hyb_slots[slot];
     process_score *sb = ap_get_scoreboard_process(slot);
 
     ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, ap_server_conf, HYBLOGNO(00044)
@@ -161,17 +246,20 @@ static void hyb_note_exit(int slot, apr_exit_why_e why, int status)
 static int reap_slot(int slot)
 {
     int status;
-    pid_t pid = waitpid(retained->slots[slot].pid, &status, WNOHANG);
+    pid_t pid = waitpid(hyb_slots[slot].pid, &status, WNOHANG);
 
     if (pid <= 0) {
-        return pid < 0 && errno == ECHILD
-               ? (hyb_note_exit(slot, APR_PROC_EXIT, 0), 1) : 0;
+        if (pid < 0 && errno == ECHILD) {
+            hyb_proc_note_exit(slot, APR_PROC_EXIT, 0);
+            return 1;
+        }
+        return 0;
     }
     if (WIFSIGNALED(status)) {
-        hyb_note_exit(slot, APR_PROC_SIGNAL, WTERMSIG(status));
+        hyb_proc_note_exit(slot, APR_PROC_SIGNAL, WTERMSIG(status));
     }
     else {
-        hyb_note_exit(slot, APR_PROC_EXIT, WEXITSTATUS(status));
+        hyb_proc_note_exit(slot, APR_PROC_EXIT, WEXITSTATUS(status));
     }
     return 1;
 }
@@ -180,15 +268,15 @@ static void signal_all(int sig)
 {
     int i;
 
-    for (i = 0; i < retained->max_daemon_used; i++) {
-        hyb_signal_child(i, sig);
+    for (i = 0; i < pr->max_daemon_used; i++) {
+        hyb_proc_signal(i, sig);
     }
 }
 
-/* Hard stop: SIGTERM now and again at 3 s and 6 s, SIGKILL at 9 s, and
- * give up on stragglers at 10 s, as httpd's own reclaim does, but polling
- * every 20 ms so a quick exit is noticed quickly. */
-static void hyb_reclaim_all(void)
+/* SIGTERM now and again at 3 s and 6 s, SIGKILL at 9 s, and give up on
+ * stragglers at 10 s, as httpd's own reclaim does, but polling every
+ * 20 ms so a quick exit is noticed quickly. */
+void hyb_proc_reclaim_all(void)
 {
     apr_time_t start = apr_time_now();
     int next_step = 1, i, left;
@@ -198,8 +286,8 @@ static void hyb_reclaim_all(void)
         apr_interval_time_t waited = apr_time_now() - start;
 
         left = 0;
-        for (i = 0; i < retained->max_daemon_used; i++) {
-            if (retained->slots[i].pid && !reap_slot(i)) {
+        for (i = 0; i < pr->max_daemon_used; i++) {
+            if (hyb_slots[i].pid && !reap_slot(i)) {
                 left++;
             }
         }

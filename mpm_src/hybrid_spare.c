@@ -8,7 +8,9 @@
  * Called from: the parent loop, once per maintenance tick.
  */
 
-static hyb_spare_out hyb_spare_decide(const hyb_spare_in *in)
+#include "hybrid_spare.h"
+
+hyb_spare_out hyb_spare_decide(const hyb_spare_in *in)
 {
     hyb_spare_out out = { 0, 0, 1, 0, 0 };
     int room;

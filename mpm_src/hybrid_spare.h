@@ -1,8 +1,7 @@
 /* hybrid_spare.h: the spare-thread policy's input and output.
  *
- * Kept apart from hybrid_internal.h so that test/unit can compile
- * hybrid_spare.c on its own: the policy depends on nothing but these two
- * structs.
+ * The policy depends on nothing but these two structs, so test/unit
+ * compiles hybrid_spare.c on its own.
  */
 #ifndef HYBRID_SPARE_H
 #define HYBRID_SPARE_H
@@ -30,6 +29,6 @@ typedef struct hyb_spare_out {
     int no_free_slot;     /* idle too low, limit not reached, slots full */
 } hyb_spare_out;
 
-static hyb_spare_out hyb_spare_decide(const hyb_spare_in *in);
+hyb_spare_out hyb_spare_decide(const hyb_spare_in *in);
 
 #endif /* HYBRID_SPARE_H */

@@ -6,43 +6,50 @@
  * connections is an AcceptStrategy (accept_*.c).
  *
  * This file is the glue httpd sees: the module struct, the hooks, the
- * mpm_query answers, and the list of the parts, compiled as one unit so
- * that nothing but the module struct is visible outside (see
- * hybrid_internal.h for the map of files).
+ * mpm_query answers and the per-generation set-up of the parts, in the
+ * order httpd runs them.  Every other file is its own translation unit;
+ * built with -fvisibility=hidden, only the module struct leaves the DSO.
+ * The map of files is in README.md ("Layout").
  */
 
-#include "hybrid_internal.h"
+#define HYB_MODULE_GLUE   /* AP_DECLARE_MODULE below sets the log index */
 
-#include <fcntl.h>
 #include <sys/prctl.h>
-#include <sys/socket.h>
 
-#include "hybrid_config.c"
-#include "hybrid_counters.c"
-#include "hybrid_spare.c"
-#include "hybrid_drain.c"
-#include "accept_mutex.c"
-#include "accept_preempt.c"
-#include "accept_reuseport.c"
-#include "reuseport_steer.c"
-#include "accept_exclusive.c"
-#include "hybrid_accept.c"
-#include "hybrid_proc.c"
-#include "hybrid_parent.c"
-#include "hybrid_child.c"
-#include "hybrid_worker.c"
+#include "httpd.h"
+#include "http_config.h"
+#include "http_log.h"
+#include "http_core.h"
+#include "http_main.h"
+#include "ap_listen.h"
+#include "ap_mpm.h"
+#include "mpm_common.h"
+#include "unixd.h"
+#include "util_mutex.h"
+
+#include "hybrid_accept.h"
+#include "hybrid_config.h"
+#include "hybrid_counters.h"
+#include "hybrid_drain.h"
+#include "hybrid_notes.h"
+#include "hybrid_parent.h"
+#include "hybrid_proc.h"
+#include "hybrid_retire.h"
+#include "hybrid_server.h"
 
 #define RETAINED_KEY "mpm_hybrid_module"
 
+hyb_server_t hyb_server;
+
 static int hyb_query(int query_code, int *result, apr_status_t *rv)
 {
-    int tpc1 = (conf.threads_per_child ? conf.threads_per_child
-                                       : tpc_read) == 1;
+    const hyb_limits *l = &hyb_conf.lim;
+    int tpc1 = hyb_config_threads_per_child() == 1;
 
     *rv = APR_SUCCESS;
     switch (query_code) {
     case AP_MPMQ_MAX_DAEMON_USED:
-        *result = retained->max_daemon_used;
+        *result = hyb_proc_max_used();
         break;
     case AP_MPMQ_IS_THREADED:
         /* ThreadsPerChild 1 creates no thread at all: modules that are
@@ -53,37 +60,37 @@ static int hyb_query(int query_code, int *result, apr_status_t *rv)
         *result = AP_MPMQ_DYNAMIC;
         break;
     case AP_MPMQ_HARD_LIMIT_DAEMONS:
-        *result = conf.server_limit;
+        *result = l->server_limit;
         break;
     case AP_MPMQ_HARD_LIMIT_THREADS:
-        *result = conf.thread_limit;
+        *result = l->thread_limit;
         break;
     case AP_MPMQ_MAX_THREADS:
-        *result = conf.threads_per_child;
+        *result = l->threads_per_child;
         break;
     case AP_MPMQ_MIN_SPARE_DAEMONS:
-        *result = tpc1 ? conf.spare_min : 0;
+        *result = tpc1 ? l->spare_min : 0;
         break;
     case AP_MPMQ_MIN_SPARE_THREADS:
-        *result = tpc1 ? 0 : conf.spare_min;
+        *result = tpc1 ? 0 : l->spare_min;
         break;
     case AP_MPMQ_MAX_SPARE_DAEMONS:
-        *result = tpc1 ? conf.spare_max : 0;
+        *result = tpc1 ? l->spare_max : 0;
         break;
     case AP_MPMQ_MAX_SPARE_THREADS:
-        *result = tpc1 ? 0 : conf.spare_max;
+        *result = tpc1 ? 0 : l->spare_max;
         break;
     case AP_MPMQ_MAX_REQUESTS_DAEMON:
         *result = ap_max_requests_per_child;
         break;
     case AP_MPMQ_MAX_DAEMONS:
-        *result = conf.daemons_limit;
+        *result = l->daemons_limit;
         break;
     case AP_MPMQ_MPM_STATE:
-        *result = retained->mpm->mpm_state;
+        *result = hyb_server.mpm->mpm_state;
         break;
     case AP_MPMQ_GENERATION:
-        *result = retained->mpm->my_generation;
+        *result = hyb_server.mpm->my_generation;
         break;
     default:
         *rv = APR_ENOTIMPL;
@@ -97,50 +104,58 @@ static const char *hyb_get_name(void)
     return "hybrid";
 }
 
-static hyb_retained *retained_get(void)
+/* httpd's shared MPM state, linked to this module on its first load. */
+static void attach_mpm_state(void)
 {
-    hyb_retained *r = ap_retained_data_get(RETAINED_KEY);
+    int *baton = ap_retained_data_get(RETAINED_KEY);
 
-    if (!r) {
-        r = ap_retained_data_create(RETAINED_KEY, sizeof(*r));
-        r->mpm = ap_unixd_mpm_get_retained_data();
-        r->spawn_rate = 1;
-        r->notify_fd[0] = r->notify_fd[1] = -1;
+    if (!baton) {
+        baton = ap_retained_data_create(RETAINED_KEY, sizeof(*baton));
     }
-    return r;
+    hyb_server.mpm = ap_unixd_mpm_get_retained_data();
+    hyb_server.mpm->mpm_state = AP_MPMQ_STARTING;
+    if (hyb_server.mpm->baton != baton) {
+        hyb_server.mpm->was_graceful = 0;
+        hyb_server.mpm->baton = baton;
+    }
+    ++hyb_server.mpm->module_loads;
+    hyb_server.startup_pass = hyb_server.mpm->module_loads == 1;
+    hyb_server.detach_pass = hyb_server.mpm->module_loads == 2;
+}
+
+/* Detach on the second pass, as httpd's own MPMs do. */
+static int detach(apr_pool_t *p, int foreground, int no_detach)
+{
+    apr_status_t rv;
+
+    if (!hyb_server.detach_pass || hyb_server.one_process || foreground) {
+        return OK;
+    }
+    ap_fatal_signal_setup(ap_server_conf, p);
+    rv = apr_proc_detach(no_detach ? APR_PROC_DETACH_FOREGROUND
+                                   : APR_PROC_DETACH_DAEMONIZE);
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, NULL, HYBLOGNO(00080)
+                     "apr_proc_detach failed");
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    return OK;
 }
 
 static int hyb_pre_config(apr_pool_t *p, apr_pool_t *plog, apr_pool_t *ptemp)
 {
     int debug = ap_exists_config_define("DEBUG");
-    int one_process = debug || ap_exists_config_define("ONE_PROCESS");
     int foreground = debug || ap_exists_config_define("FOREGROUND");
     int no_detach = !debug && ap_exists_config_define("NO_DETACH");
-    apr_status_t rv;
+    int rc;
 
     ap_mutex_register(p, AP_ACCEPT_MUTEX_TYPE, NULL, APR_LOCK_DEFAULT, 0);
-    retained = retained_get();
-    retained->mpm->mpm_state = AP_MPMQ_STARTING;
-    if (retained->mpm->baton != retained) {
-        retained->mpm->was_graceful = 0;
-        retained->mpm->baton = retained;
+    attach_mpm_state();
+    hyb_server.one_process = debug || ap_exists_config_define("ONE_PROCESS");
+    if ((rc = detach(p, foreground, no_detach)) != OK) {
+        return rc;
     }
-    ++retained->mpm->module_loads;
-    retained->startup_pass = retained->mpm->module_loads == 1;
-    retained->one_process = one_process;
-
-    /* Detach on the second pass, as httpd's own MPMs do. */
-    if (retained->mpm->module_loads == 2 && !one_process && !foreground) {
-        ap_fatal_signal_setup(ap_server_conf, p);
-        rv = apr_proc_detach(no_detach ? APR_PROC_DETACH_FOREGROUND
-                                       : APR_PROC_DETACH_DAEMONIZE);
-        if (rv != APR_SUCCESS) {
-            ap_log_error(APLOG_MARK, APLOG_CRIT, rv, NULL, HYBLOGNO(00080)
-                         "apr_proc_detach failed");
-            return HTTP_INTERNAL_SERVER_ERROR;
-        }
-    }
-    pconf = p;
+    hyb_server.pconf = p;
     hyb_drain_note_old_listeners(p);
     ap_listen_pre_config();
     hyb_config_defaults();
@@ -148,40 +163,17 @@ static int hyb_pre_config(apr_pool_t *p, apr_pool_t *plog, apr_pool_t *ptemp)
     return OK;
 }
 
-/* Limits fixed at the first start size the scoreboard and the slot table
- * for the life of the process. */
-static void fix_first_limits(void)
+static int hyb_check_config(apr_pool_t *p, apr_pool_t *plog,
+                            apr_pool_t *ptemp, server_rec *s)
 {
-    if (!retained->first_server_limit) {
-        retained->first_server_limit = conf.server_limit;
-        retained->first_thread_limit = conf.thread_limit;
-    }
-    if (!retained->slots) {
-        retained->slots = ap_retained_data_create(RETAINED_KEY "_slots",
-            sizeof(hyb_slot) * retained->first_server_limit);
-    }
-}
-
-static int hyb_check_config_hook(apr_pool_t *p, apr_pool_t *plog,
-                                 apr_pool_t *ptemp, server_rec *s)
-{
-    int rc = hyb_check_config(p, plog, ptemp, s);
+    int rc = hyb_config_check(p, ptemp, s);
 
     if (rc == OK) {
-        fix_first_limits();
+        /* The slot table is sized once, like the scoreboard. */
+        hyb_proc_init(hyb_conf.lim.first_server_limit);
+        hyb_parent_init();
     }
     return rc;
-}
-
-static apr_status_t open_notify_pipe(void)
-{
-    if (retained->notify_fd[0] >= 0) {
-        return APR_SUCCESS;
-    }
-    if (pipe2(retained->notify_fd, O_CLOEXEC | O_NONBLOCK) < 0) {
-        return errno;
-    }
-    return APR_SUCCESS;
 }
 
 /* Runs before the core's open_logs so start-up errors still reach the
@@ -189,12 +181,11 @@ static apr_status_t open_notify_pipe(void)
 static int hyb_open_logs(apr_pool_t *p, apr_pool_t *plog, apr_pool_t *ptemp,
                          server_rec *s)
 {
-    int startup = retained->mpm->module_loads == 1;
-    int flags = startup ? APLOG_STARTUP : 0;
-    server_rec *log_s = startup ? NULL : s;
+    int flags = hyb_server.startup_pass ? APLOG_STARTUP : 0;
+    server_rec *log_s = hyb_server.startup_pass ? NULL : s;
     apr_status_t rv;
 
-    pconf = p;
+    hyb_server.pconf = p;
     hyb_drain_mark_removed_listeners();
     if (ap_setup_listeners(ap_server_conf) < 1) {
         ap_log_error(APLOG_MARK, APLOG_ALERT | flags, 0, log_s,
@@ -202,15 +193,15 @@ static int hyb_open_logs(apr_pool_t *p, apr_pool_t *plog, apr_pool_t *ptemp,
                      "shutting down");
         return !OK;
     }
-    if ((rv = open_notify_pipe()) != APR_SUCCESS) {
+    if ((rv = hyb_notes_open()) != APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_CRIT | flags, rv, log_s,
                      HYBLOGNO(00082) "cannot create the parent's wake-up "
                      "pipe");
         return !OK;
     }
-    hyb_stats_create(s);
-    hyb_group_load_create();
-    if (conf.strategy->open(p, s) != APR_SUCCESS) {
+    hyb_stats_create(s, hyb_proc_slots());
+    hyb_retire_open(hyb_proc_slots());
+    if (hyb_conf.strategy->open(p, s) != APR_SUCCESS) {
         return !OK;
     }
     return OK;
@@ -224,11 +215,11 @@ static void hyb_register_hooks(apr_pool_t *p)
     ap_hook_open_logs(hyb_open_logs, NULL, before_core, APR_HOOK_REALLY_FIRST);
     /* Other modules' pre_config may already ask for the MPM state. */
     ap_hook_pre_config(hyb_pre_config, NULL, NULL, APR_HOOK_REALLY_FIRST);
-    ap_hook_check_config(hyb_check_config_hook, NULL, NULL, APR_HOOK_MIDDLE);
-    ap_hook_mpm(hyb_run, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_check_config(hyb_check_config, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_mpm(hyb_parent_run, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_mpm_query(hyb_query, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_mpm_get_name(hyb_get_name, NULL, NULL, APR_HOOK_MIDDLE);
-    hyb_register_optional_fns();
+    hyb_stats_register();
 }
 
 AP_DECLARE_MODULE(mpm_hybrid) __attribute__((visibility("default"))) = {
@@ -238,7 +229,7 @@ AP_DECLARE_MODULE(mpm_hybrid) __attribute__((visibility("default"))) = {
     NULL,               /* merge per-directory config structures */
     NULL,               /* create per-server config structure */
     NULL,               /* merge per-server config structures */
-    hybrid_cmds,        /* command apr_table_t */
+    hyb_cmds,           /* command apr_table_t */
     hyb_register_hooks, /* register hooks */
     AP_MODULE_FLAG_NONE
 };

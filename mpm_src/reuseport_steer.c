@@ -21,7 +21,7 @@
  *   handshake that never completed) when it persists; for a second after
  *   a child was killed, whose idle threads still count, it does so on
  *   every pass (20 a second).
-
+ *
  *   weighted random (classic BPF, any kernel with SO_REUSEPORT BPF): 20
  *   times a second the parent attaches a program that picks a group at
  *   random, weighted by the room each had at that moment.
@@ -32,17 +32,41 @@
  * is not known (httpd reopened its listener while ours stayed), the
  * address keeps the kernel's hash.  The shared room can be written by
  * children: it only steers connections, the parent acts on nothing in it.
+ *
+ * Owns both ends: the workers' room accounting, the parent's pacing and
+ * corrections, and the programs.  Called from: reuseport's open (parent),
+ * the parent loop, and the worker loop.
  */
 
+#include <errno.h>
+#include <fcntl.h>
 #include <linux/bpf.h>
 #include <linux/filter.h>
+#include <stdint.h>
+#include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
+#include <unistd.h>
+
+#include "apr_strings.h"
+
+#include "httpd.h"
+#include "http_config.h"
+#include "http_log.h"
+#include "http_main.h"
+
+#include "hybrid_child.h"
+#include "hybrid_drain.h"
+#include "hybrid_retire.h"
+#include "hybrid_server.h"
+#include "reuseport_steer.h"
 
 /* Past a hundred groups per-group load is noise, and the program's
  * verification grows with the square of the group count; more groups keep
  * the kernel's hash. */
 #define RP_STEER_MAX_GROUPS 128
+#define RP_STEER_EVERY apr_time_from_msec(50)
 #define RP_STEER_EVERY_FIX apr_time_from_sec(1)
 #define RP_STEER_DRIFT 2     /* corrections smaller than this are noise */
 
@@ -58,6 +82,15 @@
 
 typedef enum { STEER_HASH, STEER_SHORTEST, STEER_WEIGHTED } rp_steer_mode;
 
+/* The shortest-queue program and its map, made once per server life (the
+ * map outlives generations, like the groups). */
+typedef struct {
+    int tried;
+    int map_fd, prog_fd;     /* -1 if none */
+    int groups;              /* the map's size */
+    apr_int32_t *room;       /* [groups], the map's memory, shared */
+} steer_retained;
+
 /* One address (parent only, rebuilt each generation). */
 typedef struct rp_steer {
     struct rp_steer *next;
@@ -67,11 +100,18 @@ typedef struct rp_steer {
     int attached;
 } rp_steer;
 
+static steer_retained *sr;
+static int steer_groups;             /* G of this generation */
 static rp_steer *rp_steers;
 static rp_steer_mode rp_mode;
-static apr_int32_t *rp_drift;     /* shortest: last drift seen, [G] */
+static apr_int32_t *rp_drift;        /* shortest: last drift seen, [G] */
+static apr_time_t rp_last_steer;
 static apr_time_t rp_last_fix;
 static apr_time_t rp_fix_fast_until; /* after a crash: correct every pass */
+
+/* Free threads per group, shared with the kernel's program; NULL when
+ * nothing steers by it.  Set in the parent, inherited by children. */
+static apr_int32_t *room;
 
 /* ------------------------------------------------------------------ */
 /* The shortest-queue program, assembled here (no compiler for BPF is
@@ -166,14 +206,14 @@ static long bpf_call(int cmd, union bpf_attr *attr)
     return syscall(__NR_bpf, cmd, attr, sizeof(*attr));
 }
 
-static size_t room_bytes(void)
+static size_t room_bytes(int groups)
 {
     long page = sysconf(_SC_PAGESIZE);
 
-    return (sizeof(apr_int32_t) * rp->groups + page - 1) / page * page;
+    return (sizeof(apr_int32_t) * groups + page - 1) / page * page;
 }
 
-static int make_room_map(void)
+static int make_room_map(int groups)
 {
     union bpf_attr attr;
     void *mem;
@@ -182,13 +222,14 @@ static int make_room_map(void)
     memset(&attr, 0, sizeof(attr));
     attr.map_type = BPF_MAP_TYPE_ARRAY;
     attr.key_size = sizeof(apr_uint32_t);
-    attr.value_size = sizeof(apr_int32_t) * rp->groups;
+    attr.value_size = sizeof(apr_int32_t) * groups;
     attr.max_entries = 1;
     attr.map_flags = BPF_F_MMAPABLE;
     if ((fd = (int)bpf_call(BPF_MAP_CREATE, &attr)) < 0) {
         return -1;
     }
-    mem = mmap(NULL, room_bytes(), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    mem = mmap(NULL, room_bytes(groups), PROT_READ | PROT_WRITE, MAP_SHARED,
+               fd, 0);
     if (mem == MAP_FAILED) {
         int saved = errno;
 
@@ -197,27 +238,26 @@ static int make_room_map(void)
         return -1;
     }
     fcntl(fd, F_SETFD, FD_CLOEXEC);
-    rp->map_fd = fd;
-    rp->room = mem;
+    sr->map_fd = fd;
+    sr->room = mem;
     return 0;
 }
 
-static int load_shortest(server_rec *s)
+static int load_shortest(apr_pool_t *p, server_rec *s, int groups)
 {
-    struct bpf_insn *insn = apr_pcalloc(rp->pool, sizeof(*insn)
-                                        * SHORTEST_LEN(rp->groups));
+    struct bpf_insn *insn = apr_pcalloc(p, sizeof(*insn)
+                                           * SHORTEST_LEN(groups));
     bpf_asm a = { insn, 0 };
     union bpf_attr attr;
     int fd;
 
     memset(&attr, 0, sizeof(attr));
     attr.prog_type = BPF_PROG_TYPE_SOCKET_FILTER;
-    attr.insn_cnt = (apr_uint32_t)assemble_shortest(&a, rp->groups,
-                                                    rp->map_fd);
+    attr.insn_cnt = (apr_uint32_t)assemble_shortest(&a, groups, sr->map_fd);
     attr.insns = (apr_uint64_t)(uintptr_t)insn;
     attr.license = (apr_uint64_t)(uintptr_t)"Apache-2.0";
     if ((fd = (int)bpf_call(BPF_PROG_LOAD, &attr)) < 0) {
-        char *log = apr_pcalloc(rp->pool, 4096);
+        char *log = apr_pcalloc(p, 4096);
         int saved = errno;
 
         /* Again, for the verifier's reason (a log costs verifier time,
@@ -235,30 +275,41 @@ static int load_shortest(server_rec *s)
         }
     }
     fcntl(fd, F_SETFD, FD_CLOEXEC);
-    rp->prog_fd = fd;
+    sr->prog_fd = fd;
     return 0;
 }
 
-/* Once per server life (the map outlives generations, like the groups). */
-static void make_shortest_once(server_rec *s)
+static void steer_retained_get(void)
 {
-    if (rp->steer_tried) {
+    static const char key[] = "mpm_hybrid_steer";
+
+    sr = ap_retained_data_get(key);
+    if (!sr) {
+        sr = ap_retained_data_create(key, sizeof(*sr));
+        sr->map_fd = sr->prog_fd = -1;
+    }
+}
+
+/* Once per server life: the group count is fixed at the first start. */
+static void make_shortest_once(apr_pool_t *p, server_rec *s, int groups)
+{
+    if (sr->tried) {
         return;
     }
-    rp->steer_tried = 1;
-    rp->map_fd = rp->prog_fd = -1;
-    if (make_room_map() < 0 || load_shortest(s) < 0) {
+    sr->tried = 1;
+    sr->groups = groups;
+    if (make_room_map(groups) < 0 || load_shortest(p, s, groups) < 0) {
         ap_log_error(APLOG_MARK, APLOG_INFO, errno, s, HYBLOGNO(00106)
                      "reuseport: cannot load the shortest-queue program "
                      "(needs CAP_BPF and Linux 5.5); steering by weighted "
                      "random, updated 20 times a second");
-        if (rp->room) {
-            munmap(rp->room, room_bytes());
-            rp->room = NULL;
+        if (sr->room) {
+            munmap(sr->room, room_bytes(groups));
+            sr->room = NULL;
         }
-        if (rp->map_fd >= 0) {
-            close(rp->map_fd);
-            rp->map_fd = -1;
+        if (sr->map_fd >= 0) {
+            close(sr->map_fd);
+            sr->map_fd = -1;
         }
     }
 }
@@ -272,30 +323,19 @@ static void steer_detach(rp_steer *st)
     st->attached = 0;
 }
 
-/* The address's sockets in group order, and whether the kernel lists them
- * in that order: only if ours were all made after httpd's listener. */
-static rp_steer *steer_for(apr_pool_t *p, ap_listen_rec *primary,
-                           server_rec *s)
+static rp_steer *steer_add(apr_pool_t *p, server_rec *s,
+                           const hyb_steer_addr *sa)
 {
     rp_steer *st = apr_pcalloc(p, sizeof(*st));
-    apr_status_t rv;
-    int g;
 
-    st->fds = apr_pcalloc(p, sizeof(int) * rp->groups);
-    st->cut = apr_pcalloc(p, sizeof(apr_uint32_t) * rp->groups);
-    st->usable = rp->groups <= RP_STEER_MAX_GROUPS;
-    apr_os_sock_get(&st->fds[0], primary->sd);
-    for (g = 1; g < rp->groups; g++) {
-        rp_sock *rs = find_or_make(primary, g, s, &rv);
-
-        apr_os_sock_get(&st->fds[g], rs->lr.sd);
-        st->usable &= rs->primary_sd == primary->sd;
-    }
+    st->fds = apr_pmemdup(p, sa->fds, sizeof(int) * steer_groups);
+    st->cut = apr_pcalloc(p, sizeof(apr_uint32_t) * steer_groups);
+    st->usable = steer_groups <= RP_STEER_MAX_GROUPS && sa->in_order;
     if (!st->usable) {
         ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, HYBLOGNO(00103)
                      "reuseport: connections to %pI are spread by the "
-                     "kernel's hash, not by load (%s)", primary->bind_addr,
-                     rp->groups > RP_STEER_MAX_GROUPS
+                     "kernel's hash, not by load (%s)", sa->addr,
+                     steer_groups > RP_STEER_MAX_GROUPS
                      ? "more than 128 groups"
                      : "httpd reopened its listener; a full stop and start "
                        "restores steering");
@@ -303,35 +343,37 @@ static rp_steer *steer_for(apr_pool_t *p, ap_listen_rec *primary,
     }
     else if (rp_mode == STEER_SHORTEST
              && setsockopt(st->fds[1], SOL_SOCKET, SO_ATTACH_REUSEPORT_EBPF,
-                           &rp->prog_fd, sizeof(rp->prog_fd)) < 0) {
+                           &sr->prog_fd, sizeof(sr->prog_fd)) < 0) {
         ap_log_error(APLOG_MARK, APLOG_WARNING, errno, s, HYBLOGNO(00107)
                      "reuseport: cannot attach the shortest-queue program "
                      "to %pI; the kernel's hash spreads its connections",
-                     primary->bind_addr);
+                     sa->addr);
         st->usable = 0;
     }
     return st;
 }
 
-/* Parent, open_logs of every generation, after the group sockets. */
-static void rp_steer_open(apr_pool_t *p, server_rec *s)
+void hyb_steer_open(apr_pool_t *p, server_rec *s, int groups,
+                    const hyb_steer_addr *addrs, int naddrs)
 {
-    ap_listen_rec *primary;
+    int i;
 
     rp_steers = NULL;
-    hyb_group_room = NULL;
+    room = NULL;
     rp_mode = STEER_HASH;
-    if (rp->groups < 2 || rp->groups > RP_STEER_MAX_GROUPS) {
+    steer_groups = groups;
+    if (groups < 2 || groups > RP_STEER_MAX_GROUPS) {
         return;
     }
-    make_shortest_once(s);
-    rp_mode = rp->prog_fd >= 0 ? STEER_SHORTEST : STEER_WEIGHTED;
+    steer_retained_get();
+    make_shortest_once(p, s, groups);
+    rp_mode = sr->prog_fd >= 0 ? STEER_SHORTEST : STEER_WEIGHTED;
     if (rp_mode == STEER_SHORTEST) {
-        hyb_group_room = rp->room;     /* inherited by the children */
-        rp_drift = apr_pcalloc(p, sizeof(*rp_drift) * rp->groups);
+        room = sr->room;               /* inherited by the children */
+        rp_drift = apr_pcalloc(p, sizeof(*rp_drift) * groups);
     }
-    for (primary = ap_listeners; primary; primary = primary->next) {
-        rp_steer *st = steer_for(p, primary, s);
+    for (i = 0; i < naddrs; i++) {
+        rp_steer *st = steer_add(p, s, &addrs[i]);
 
         st->next = rp_steers;
         rp_steers = st;
@@ -346,6 +388,20 @@ static void rp_steer_open(apr_pool_t *p, server_rec *s)
 /* ------------------------------------------------------------------ */
 /* Parent, several times a second                                      */
 
+apr_interval_time_t hyb_steer_max_sleep(void)
+{
+    return rp_mode == STEER_HASH ? -1 : 2 * RP_STEER_EVERY;
+}
+
+int hyb_steer_due(apr_time_t now)
+{
+    if (rp_mode == STEER_HASH || now - rp_last_steer < RP_STEER_EVERY) {
+        return 0;
+    }
+    rp_last_steer = now;
+    return 1;
+}
+
 static unsigned queued_in_group(int g)
 {
     unsigned n = 0;
@@ -357,29 +413,26 @@ static unsigned queued_in_group(int g)
     return n;
 }
 
-/* Shortest queue: the room should be idle threads minus queued
+/* Shortest queue: the room should be free threads minus queued
  * connections.  A difference that lasts two passes in a row is drift, not
  * a count caught mid-update: add it. */
-static void fix_drift(const int *idle)
+static void fix_drift(const int *free_threads)
 {
     int g;
 
-    for (g = 0; g < rp->groups; g++) {
-        apr_int64_t truth = (apr_int64_t)idle[g] - queued_in_group(g);
-        apr_int64_t d = truth - __atomic_load_n(&rp->room[g],
-                                                __ATOMIC_RELAXED);
+    for (g = 0; g < steer_groups; g++) {
+        apr_int64_t truth = (apr_int64_t)free_threads[g] - queued_in_group(g);
+        apr_int64_t d = truth - __atomic_load_n(&room[g], __ATOMIC_RELAXED);
 
         if (d > INT32_MAX / 2 || d < -(INT32_MAX / 2)) {
             /* children can write this memory: never do arithmetic that
              * could overflow on whatever they left there */
-            __atomic_store_n(&rp->room[g], (apr_int32_t)truth,
-                             __ATOMIC_RELAXED);
+            __atomic_store_n(&room[g], (apr_int32_t)truth, __ATOMIC_RELAXED);
             d = 0;
         }
         else if ((d > RP_STEER_DRIFT && rp_drift[g] > RP_STEER_DRIFT)
                  || (d < -RP_STEER_DRIFT && rp_drift[g] < -RP_STEER_DRIFT)) {
-            __atomic_add_fetch(&rp->room[g], (apr_int32_t)d,
-                               __ATOMIC_RELAXED);
+            __atomic_add_fetch(&room[g], (apr_int32_t)d, __ATOMIC_RELAXED);
             d = 0;
         }
         rp_drift[g] = (apr_int32_t)d;
@@ -388,23 +441,23 @@ static void fix_drift(const int *idle)
 
 /* Weighted: room per group for one address; when no group has any,
  * capacity (children) instead. */
-static apr_uint32_t group_room(const rp_steer *st, const int *idle,
-                               const int *children, apr_uint32_t *room)
+static apr_uint32_t group_room(const rp_steer *st, const int *free_threads,
+                               const int *children, apr_uint32_t *out)
 {
     apr_uint32_t total = 0;
     int g;
 
-    for (g = 0; g < rp->groups; g++) {
+    for (g = 0; g < steer_groups; g++) {
         unsigned queued = hyb_listener_queued(st->fds[g]);
 
-        room[g] = idle[g] > 0 && (unsigned)idle[g] > queued
-                  ? (unsigned)idle[g] - queued : 0;
-        total += room[g];
+        out[g] = free_threads[g] > 0 && (unsigned)free_threads[g] > queued
+                 ? (unsigned)free_threads[g] - queued : 0;
+        total += out[g];
     }
     if (total == 0) {
-        for (g = 0; g < rp->groups; g++) {
-            room[g] = children[g] > 0 ? (apr_uint32_t)children[g] : 0;
-            total += room[g];
+        for (g = 0; g < steer_groups; g++) {
+            out[g] = children[g] > 0 ? (apr_uint32_t)children[g] : 0;
+            total += out[g];
         }
     }
     return total;
@@ -421,14 +474,14 @@ static int attach_weighted(rp_steer *st, const apr_uint32_t *cut)
                                              SKF_AD_OFF + SKF_AD_RANDOM);
     prog[n++] = (struct sock_filter)BPF_STMT(BPF_ALU | BPF_AND | BPF_K,
                                              0xffff);
-    for (g = 0; g < rp->groups - 1; g++) {
+    for (g = 0; g < steer_groups - 1; g++) {
         prog[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K,
                                                  cut[g], 1, 0);
         prog[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K,
                                                  (apr_uint32_t)g);
     }
     prog[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K,
-                                             (apr_uint32_t)rp->groups - 1);
+                                             (apr_uint32_t)steer_groups - 1);
     fprog.len = (unsigned short)n;
     fprog.filter = prog;
     return setsockopt(st->fds[1], SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF,
@@ -437,21 +490,21 @@ static int attach_weighted(rp_steer *st, const apr_uint32_t *cut)
 
 /* Thresholds are rounded to 1/256 so that small changes do not make the
  * parent attach a new program on every pass. */
-static void steer_weighted(rp_steer *st, const int *idle,
+static void steer_weighted(rp_steer *st, const int *free_threads,
                            const int *children)
 {
-    apr_uint32_t room[RP_STEER_MAX_GROUPS], cut[RP_STEER_MAX_GROUPS];
+    apr_uint32_t weight[RP_STEER_MAX_GROUPS], cut[RP_STEER_MAX_GROUPS];
     apr_uint32_t total, sum = 0;
     int g;
 
-    if (!(total = group_room(st, idle, children, room))) {
+    if (!(total = group_room(st, free_threads, children, weight))) {
         return;
     }
-    for (g = 0; g < rp->groups; g++) {
-        sum += room[g];
+    for (g = 0; g < steer_groups; g++) {
+        sum += weight[g];
         cut[g] = (apr_uint32_t)(((apr_uint64_t)sum << 16) / total) & ~0xffu;
     }
-    if (st->attached && !memcmp(cut, st->cut, sizeof(*cut) * rp->groups)) {
+    if (st->attached && !memcmp(cut, st->cut, sizeof(*cut) * steer_groups)) {
         return;
     }
     if (attach_weighted(st, cut) < 0) {
@@ -462,37 +515,67 @@ static void steer_weighted(rp_steer *st, const int *idle,
         st->usable = 0;
         return;
     }
-    memcpy(st->cut, cut, sizeof(*cut) * rp->groups);
+    memcpy(st->cut, cut, sizeof(*cut) * steer_groups);
     st->attached = 1;
 }
 
-static void reuseport_steer(const int *idle, const int *children, int groups)
+void hyb_steer_update(const int *free_threads, const int *children)
 {
     apr_time_t now = apr_time_now();
     rp_steer *st;
 
-    if (!rp || groups != rp->groups || rp_mode == STEER_HASH) {
-        return;
-    }
     if (rp_mode == STEER_SHORTEST) {
         if (now - rp_last_fix >= RP_STEER_EVERY_FIX
             || now < rp_fix_fast_until) {
             rp_last_fix = now;
-            fix_drift(idle);
+            fix_drift(free_threads);
         }
         return;
     }
     for (st = rp_steers; st; st = st->next) {
         if (st->usable) {
-            steer_weighted(st, idle, children);
+            steer_weighted(st, free_threads, children);
         }
     }
 }
 
-/* A child of this generation was killed: the threads it had waiting are
- * still counted as room in its group.  Correct soon rather than in a
- * second or two, or new connections would queue for its replacement. */
-static void reuseport_reaped(pid_t pid)
+/* The killed child's waiting threads are still counted as room in its
+ * group.  Correct soon rather than in a second or two, or new
+ * connections would queue for its replacement. */
+void hyb_steer_child_killed(void)
 {
     rp_fix_fast_until = apr_time_now() + apr_time_from_sec(1);
+}
+
+/* ------------------------------------------------------------------ */
+/* Workers: the room of their group.  A thread counts while it waits for
+ * a connection.  The program takes 1 off when it sends a connection to
+ * the group, so a thread that accepts one leaves quietly; one that stops
+ * without a connection takes its 1 back. */
+
+void hyb_steer_room_wait(hyb_thread *t)
+{
+    hyb_child *ch = t->child;
+
+    /* A child past MaxConnectionsPerChild waits for its replacement: it
+     * takes what its group is sent, but the group is not offered as free
+     * on its account. */
+    if (room && !t->counted_in_room && !hyb_child_stopping(ch)
+        && !hyb_retire_spent(ch)) {
+        t->counted_in_room = 1;
+        __atomic_add_fetch(&room[ch->group], 1, __ATOMIC_RELAXED);
+    }
+}
+
+void hyb_steer_room_took(hyb_thread *t)
+{
+    t->counted_in_room = 0;
+}
+
+void hyb_steer_room_leave(hyb_thread *t)
+{
+    if (t->counted_in_room) {
+        t->counted_in_room = 0;
+        __atomic_sub_fetch(&room[t->child->group], 1, __ATOMIC_RELAXED);
+    }
 }
