@@ -15,9 +15,12 @@ EXTRA_CFLAGS     ?=
 BUILD   := build
 OBJ     := $(BUILD)/obj
 
-# mpm_hybrid is one translation unit: mod_mpm_hybrid.c includes the other
-# .c files, so every symbol but the module struct stays static.
-MPM_MAIN := mpm_src/mod_mpm_hybrid.c
+# MPM_UNITS: the translation units of mpm_hybrid, the one list of them.
+# Today mod_mpm_hybrid.c #includes the other .c files (one unit, every
+# symbol but the module struct static).  The apxs rule compiles exactly
+# these, and scripts/httpd-tree.sh asks for them (make -s print-mpm-units)
+# to write the object list of httpd's server/mpm/hybrid/config3.m4.
+MPM_UNITS := mpm_src/mod_mpm_hybrid.c
 MPM_SRCS := $(sort $(wildcard mpm_src/*.c))
 MPM_HDRS := $(wildcard mpm_src/*.h)
 MOD_SRCS := $(sort $(wildcard mod_src/*.c))
@@ -59,7 +62,12 @@ $(CONFIG_STAMP):
 	@mkdir -p $(OBJ) && rm -f $(OBJ)/config-*.stamp && touch $@
 
 $(BUILD)/mod_mpm_hybrid.so: $(MPM_SRCS) $(MPM_HDRS) apxs.mk $(CONFIG_STAMP)
-	$(call apxs_module,mpm_hybrid,$(MPM_SRCS) $(MPM_HDRS),mpm_src,$(MPM_MAIN))
+	$(call apxs_module,mpm_hybrid,$(MPM_SRCS) $(MPM_HDRS),mpm_src,$(MPM_UNITS))
+
+# One unit per line, relative to the repository (for scripts/httpd-tree.sh).
+.PHONY: print-mpm-units
+print-mpm-units:
+	@printf '%s\n' $(MPM_UNITS)
 
 $(BUILD)/mod_child_status.so: $(MOD_SRCS) $(MOD_HDRS) $(MPM_HDRS) apxs.mk $(CONFIG_STAMP)
 	$(call apxs_module,child_status,$(MOD_SRCS),mod_src -I../../../mpm_src,$(MOD_SRCS))
