@@ -43,12 +43,13 @@ all: $(BUILD)/mod_mpm_hybrid.so $(if $(MOD_SRCS),$(BUILD)/mod_child_status.so)
 
 # apxs (libtool) writes objects next to the source it is given, so it is
 # handed symlinks under build/obj and the source tree stays clean.
-# $(1) module name, $(2) files to link, $(3) include dirs, $(4) to compile.
+# $(1) module name, $(2) files to link, $(3) include dirs, $(4) to compile,
+# $(5) libraries to link (-lm ...).
 define apxs_module
 	@rm -rf $(OBJ)/$(1) && mkdir -p $(OBJ)/$(1)
 	@for f in $(2); do ln -s ../../../$$f $(OBJ)/$(1)/; done
 	cd $(OBJ)/$(1) && $(APXS) -c -o mod_$(1).la $(WARN) $(DEFS) \
-	    $(EXTRA_CFLAGS) -I../../../$(3) $(notdir $(4)) >build.log 2>&1 \
+	    $(EXTRA_CFLAGS) -I../../../$(3) $(notdir $(4)) $(5) >build.log 2>&1 \
 	    || { cat build.log; exit 1; }
 	@grep -E 'warning:|error:' $(OBJ)/$(1)/build.log || true
 	cp $(OBJ)/$(1)/.libs/mod_$(1).so $@.tmp && mv -f $@.tmp $@
@@ -69,8 +70,11 @@ $(BUILD)/mod_mpm_hybrid.so: $(MPM_SRCS) $(MPM_HDRS) apxs.mk $(CONFIG_STAMP)
 print-mpm-units:
 	@printf '%s\n' $(MPM_UNITS)
 
+# -lm: the renderers call floor()/fabs().  Built with Debian's apxs (-O2)
+# the compiler inlines them; an apxs of an httpd built from source (make
+# httpd-tree) passes no -O2, and that httpd does not link libm itself.
 $(BUILD)/mod_child_status.so: $(MOD_SRCS) $(MOD_HDRS) $(MPM_HDRS) apxs.mk $(CONFIG_STAMP)
-	$(call apxs_module,child_status,$(MOD_SRCS),mod_src -I../../../mpm_src,$(MOD_SRCS))
+	$(call apxs_module,child_status,$(MOD_SRCS),mod_src -I../../../mpm_src,$(MOD_SRCS),-lm)
 
 .PHONY: clean
 clean:
@@ -189,3 +193,4 @@ test-faults: deps
 asan: deps
 	@$(SCRIPT_ENV) TESTS='$(TESTS)' PYTEST_ARGS='$(PYTEST_ARGS)' \
 	    test/faults/asan.sh
+
