@@ -194,3 +194,32 @@ asan: deps
 	@$(SCRIPT_ENV) TESTS='$(TESTS)' PYTEST_ARGS='$(PYTEST_ARGS)' \
 	    test/faults/asan.sh
 
+# ---------------------------------------------------------------------------
+# mpm_hybrid inside httpd's own source tree, chosen at build time
+# (./configure --with-mpm=hybrid or --enable-mpms-shared='hybrid ...');
+# README "Choosing the MPM at build time".
+#
+#   make httpd-source [HTTPD_SRC=DIR]   Debian's apache2 source, unpacked into
+#                                       DIR (default build/httpd-src); the
+#                                       download is cached in build/debian-src
+#   make httpd-tree HTTPD_SRC=DIR       place server/mpm/hybrid/ into the
+#                                       httpd 2.4 source tree DIR
+#   make test-build                     test_build_httpd.py: Debian's source
+#                                       built with --with-mpm=hybrid and with
+#                                       --enable-mpms-shared='hybrid event',
+#                                       both run; .ci/run runs it after make test
+
+HTTPD_SRC ?=
+
+.PHONY: httpd-source httpd-tree test-build
+
+httpd-source:
+	@scripts/debian-source.sh '$(or $(HTTPD_SRC),$(BUILD)/httpd-src)'
+
+httpd-tree:
+	@scripts/httpd-tree.sh '$(HTTPD_SRC)'
+
+test-build: deps
+	@$(MAKE) --no-print-directory all
+	@$(SCRIPT_ENV) TESTS='test_build_httpd.py' PYTEST_ARGS='$(PYTEST_ARGS)' \
+	    TEST_TIMEOUT=$${TEST_TIMEOUT:-1200} scripts/test.sh

@@ -27,6 +27,15 @@ gnuplot-nox             benchmark plots
 nginx-light             reference server for the benchmark
 prometheus-apache-exporter  checks that ?auto still parses for the exporter
 valgrind                -X under valgrind (faults) and instruction counts
+# httpd build-time (issue 13): make httpd-source, httpd-tree, test-build
+# (no apostrophes in these lines: this list is one single-quoted string)
+dpkg-dev                dpkg-source and apt-get source, for the Debian apache2 source
+autoconf                the httpd ./buildconf regenerates configure
+automake                ./buildconf takes config.guess and config.sub from it
+libtool                 libtool for the httpd build
+libapr1-dev             apr-1-config and the APR build files for buildconf and configure
+libaprutil1-dev         apu-1-config for the httpd configure
+libpcre2-dev            pcre2-config for the httpd configure
 '
 
 check_only=no
@@ -44,7 +53,8 @@ installed() {
 }
 
 reasons=$(printf '%s\n' "$PACKAGES" | while read -r pkg why; do
-    if [ -n "$pkg" ] && ! installed "$pkg"; then
+    case "$pkg" in ''|'#'*) continue ;; esac   # blank and comment lines
+    if ! installed "$pkg"; then
         printf '%s\t%s\n' "$pkg" "$why"
     fi
 done)
