@@ -55,8 +55,9 @@ define apxs_module
 	cp $(OBJ)/$(1)/.libs/mod_$(1).so $@.tmp && mv -f $@.tmp $@
 endef
 
-# Changing a build-time choice must rebuild: the stamp's name carries them.
-CONFIG_ID    := $(shell printf '%s' '$(DEFS) $(EXTRA_CFLAGS)' | md5sum | cut -c1-12)
+# Changing a build-time choice must rebuild: the stamp's name carries them,
+# and the apxs (another httpd's, make APXS=, builds against its headers).
+CONFIG_ID    := $(shell printf '%s' '$(DEFS) $(EXTRA_CFLAGS) $(APXS)' | md5sum | cut -c1-12)
 CONFIG_STAMP := $(OBJ)/config-$(CONFIG_ID).stamp
 
 $(CONFIG_STAMP):
