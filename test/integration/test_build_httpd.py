@@ -116,9 +116,14 @@ def builds(request):
         say("%-44s %6.1f s" % (what, seconds))
     try:
         src = os.path.join(top, "httpd-src")
+        # the deb-src entries go into a private apt config: /etc/apt is
+        # only read, and this proves it
+        etc_apt = listing("/etc/apt")
         out, t = run([os.path.join(REPO, "scripts", "debian-source.sh"),
                       "--cache", DEBIAN_CACHE, src], timeout=300)
         assert out.strip().splitlines()[-1] == src, out
+        assert listing("/etc/apt") == etc_apt, "debian-source.sh changed " \
+            "/etc/apt"
         with open(os.path.join(src, ".debian-source-version")) as f:
             version = f.read().strip()
         note("fetch+unpack Debian apache2 %s" % version, t)
@@ -343,16 +348,23 @@ def test_configure_rejects_bad_hybrid_options(builds, tmp_path, option,
 # -- make httpd-tree: what it refuses ---------------------------------------
 
 def listing(root):
-    """Every path under root with its type and content hash."""
+    """Every path under root with its type and content hash (or where a
+    symlink points, or "unreadable")."""
     out = {}
     for d, dirs, files in os.walk(root):
         for n in dirs:
             out[os.path.relpath(os.path.join(d, n), root)] = "dir"
         for n in files:
             p = os.path.join(d, n)
-            with open(p, "rb") as f:
-                out[os.path.relpath(p, root)] = hashlib.sha1(
-                    f.read()).hexdigest()
+            rel = os.path.relpath(p, root)
+            if os.path.islink(p):
+                out[rel] = "-> " + os.readlink(p)
+                continue
+            try:
+                with open(p, "rb") as f:
+                    out[rel] = hashlib.sha1(f.read()).hexdigest()
+            except OSError:
+                out[rel] = "unreadable"
     return out
 
 
