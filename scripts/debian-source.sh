@@ -118,7 +118,7 @@ APT_OPTS="-o Dir::Etc::SourceList=$APTDIR/sources.list
 cached_dsc() {
     # newest complete download in the cache (a .dsc whose files are there)
     best=
-    for dsc in "$DL"/${PACKAGE}_*.dsc; do
+    for dsc in "$DL/${PACKAGE}"_*.dsc; do
         [ -f "$dsc" ] || continue
         [ -f "$dsc.complete" ] || continue
         v=$(sed -n 's/^Version: //p' "$dsc")

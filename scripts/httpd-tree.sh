@@ -48,8 +48,9 @@ version_part() {
 major=$(version_part MAJOR)
 minor=$(version_part MINOR)
 patch=$(sed -n 's/^#define AP_SERVER_PATCHLEVEL_NUMBER[[:space:]]*\([0-9][0-9]*\).*/\1/p' "$release")
-[ -n "$major" ] && [ -n "$minor" ] || \
+if [ -z "$major" ] || [ -z "$minor" ]; then
     die "$src is not an httpd source tree: include/ap_release.h has no AP_SERVER_MAJORVERSION_NUMBER / MINORVERSION_NUMBER"
+fi
 [ "$major.$minor" = 2.4 ] || \
     die "$src is httpd $major.$minor.${patch:-?}; mpm_hybrid needs an httpd 2.4 source tree"
 for f in server/mpm/config2.m4 server/mpm/Makefile.in acinclude.m4 \
