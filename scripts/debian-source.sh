@@ -205,7 +205,8 @@ version=$(sed -n 's/^Version: //p' "$dsc")
 mkdir -p "$(dirname "$dest")"
 dest=$(cd "$(dirname "$dest")" && pwd)/$(basename "$dest")
 say "unpacking $PACKAGE $version into $dest"
-if ! dpkg-source -x "$dsc" "$dest" > "$cache/unpack.log" 2>&1; then
+# --no-copy: no copy of the .orig tarball beside DEST
+if ! dpkg-source --no-copy -x "$dsc" "$dest" > "$cache/unpack.log" 2>&1; then
     rm -rf "$dest"
     cat "$cache/unpack.log" >&2
     die "dpkg-source -x $(basename "$dsc") failed"
