@@ -15,9 +15,12 @@ EXTRA_CFLAGS     ?=
 BUILD   := build
 OBJ     := $(BUILD)/obj
 
-# Every mpm_src/*.c is a translation unit of its own (MPM_UNITS is the
-# one list of them); -fvisibility=hidden keeps every symbol but the module
-# struct inside the DSO.
+# Every mpm_src/*.c is a translation unit of its own; MPM_UNITS is the one
+# list of them: the apxs rule compiles exactly these, and
+# scripts/httpd-tree.sh asks for them (make -s print-mpm-units) to write
+# the object list of httpd's server/mpm/hybrid/config3.m4.
+# -fvisibility=hidden keeps every symbol but the module struct inside the
+# DSO.
 MPM_UNITS := $(sort $(wildcard mpm_src/*.c))
 MPM_SRCS := $(MPM_UNITS)
 MPM_HDRS := $(wildcard mpm_src/*.h)
@@ -41,19 +44,21 @@ all: $(BUILD)/mod_mpm_hybrid.so $(if $(MOD_SRCS),$(BUILD)/mod_child_status.so)
 
 # apxs (libtool) writes objects next to the source it is given, so it is
 # handed symlinks under build/obj and the source tree stays clean.
-# $(1) module name, $(2) files to link, $(3) include dirs, $(4) to compile.
+# $(1) module name, $(2) files to link, $(3) include dirs, $(4) to compile,
+# $(5) libraries to link (-lm ...).
 define apxs_module
 	@rm -rf $(OBJ)/$(1) && mkdir -p $(OBJ)/$(1)
 	@for f in $(2); do ln -s ../../../$$f $(OBJ)/$(1)/; done
 	cd $(OBJ)/$(1) && $(APXS) -c -o mod_$(1).la $(WARN) $(DEFS) \
-	    $(EXTRA_CFLAGS) -I../../../$(3) $(notdir $(4)) >build.log 2>&1 \
+	    $(EXTRA_CFLAGS) -I../../../$(3) $(notdir $(4)) $(5) >build.log 2>&1 \
 	    || { cat build.log; exit 1; }
 	@grep -E 'warning:|error:' $(OBJ)/$(1)/build.log || true
 	cp $(OBJ)/$(1)/.libs/mod_$(1).so $@.tmp && mv -f $@.tmp $@
 endef
 
-# Changing a build-time choice must rebuild: the stamp's name carries them.
-CONFIG_ID    := $(shell printf '%s' '$(DEFS) $(EXTRA_CFLAGS)' | md5sum | cut -c1-12)
+# Changing a build-time choice must rebuild: the stamp's name carries them,
+# and the apxs (another httpd's, make APXS=, builds against its headers).
+CONFIG_ID    := $(shell printf '%s' '$(DEFS) $(EXTRA_CFLAGS) $(APXS)' | md5sum | cut -c1-12)
 CONFIG_STAMP := $(OBJ)/config-$(CONFIG_ID).stamp
 
 $(CONFIG_STAMP):
@@ -62,8 +67,16 @@ $(CONFIG_STAMP):
 $(BUILD)/mod_mpm_hybrid.so: $(MPM_SRCS) $(MPM_HDRS) apxs.mk $(CONFIG_STAMP)
 	$(call apxs_module,mpm_hybrid,$(MPM_SRCS) $(MPM_HDRS),mpm_src,$(MPM_UNITS))
 
+# One unit per line, relative to the repository (for scripts/httpd-tree.sh).
+.PHONY: print-mpm-units
+print-mpm-units:
+	@printf '%s\n' $(MPM_UNITS)
+
+# -lm: the renderers call floor()/fabs().  Built with Debian's apxs (-O2)
+# the compiler inlines them; an apxs of an httpd built from source (make
+# httpd-tree) passes no -O2, and that httpd does not link libm itself.
 $(BUILD)/mod_child_status.so: $(MOD_SRCS) $(MOD_HDRS) $(MPM_HDRS) apxs.mk $(CONFIG_STAMP)
-	$(call apxs_module,child_status,$(MOD_SRCS),mod_src -I../../../mpm_src,$(MOD_SRCS))
+	$(call apxs_module,child_status,$(MOD_SRCS),mod_src -I../../../mpm_src,$(MOD_SRCS),-lm)
 
 .PHONY: clean
 clean:
@@ -194,3 +207,33 @@ test-faults: deps-test-bench
 asan: deps-test-bench
 	@$(SCRIPT_ENV) TESTS='$(TESTS)' PYTEST_ARGS='$(PYTEST_ARGS)' \
 	    test/faults/asan.sh
+
+# ---------------------------------------------------------------------------
+# mpm_hybrid inside httpd's own source tree, chosen at build time
+# (./configure --with-mpm=hybrid or --enable-mpms-shared='hybrid ...');
+# README "Choosing the MPM at build time".
+#
+#   make httpd-source [HTTPD_SRC=DIR]   Debian's apache2 source, unpacked into
+#                                       DIR (default build/httpd-src); the
+#                                       download is cached in build/debian-src
+#   make httpd-tree HTTPD_SRC=DIR       place server/mpm/hybrid/ into the
+#                                       httpd 2.4 source tree DIR
+#   make test-build                     test_build_httpd.py: Debian's source
+#                                       built with --with-mpm=hybrid and with
+#                                       --enable-mpms-shared='hybrid event',
+#                                       both run; .ci/run runs it after make test
+
+HTTPD_SRC ?=
+
+.PHONY: httpd-source httpd-tree test-build
+
+httpd-source:
+	@scripts/debian-source.sh '$(or $(HTTPD_SRC),$(BUILD)/httpd-src)'
+
+httpd-tree:
+	@scripts/httpd-tree.sh '$(HTTPD_SRC)'
+
+test-build: deps-httpd deps-test
+	@$(MAKE) --no-print-directory all
+	@$(SCRIPT_ENV) TESTS='test_build_httpd.py' PYTEST_ARGS='$(PYTEST_ARGS)' \
+	    TEST_TIMEOUT=$${TEST_TIMEOUT:-1200} scripts/test.sh

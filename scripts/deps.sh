@@ -79,6 +79,7 @@ pkgs_httpd() { cat <<'EOF'
 +run
 dpkg-dev                dpkg-source unpacks Debian's apache2 source
 autoconf                regenerates httpd's configure
+automake                ./buildconf takes config.guess and config.sub from it
 libtool                 httpd's build links with libtool
 libtool-bin             the libtool program itself
 libapr1-dev             APR headers and library

@@ -92,33 +92,37 @@ def free_port(host="127.0.0.1"):
         return s.getsockname()[1]
 
 
-def mpm_load_line(mpm, build_dir=BUILD):
+def mpm_load_line(mpm, build_dir=BUILD, stock_dir=STOCK_MODULES):
+    """mpm None: the MPM is compiled into the binary, nothing to load."""
+    if mpm is None:
+        return ""
     if mpm == "hybrid":
         return "LoadModule mpm_hybrid_module %s/mod_mpm_hybrid.so" % build_dir
-    return "LoadModule mpm_%s_module %s/mod_mpm_%s.so" % (mpm, STOCK_MODULES, mpm)
+    return "LoadModule mpm_%s_module %s/mod_mpm_%s.so" % (mpm, stock_dir, mpm)
 
 
-def module_load_line(name, build_dir=BUILD):
+def module_load_line(name, build_dir=BUILD, stock_dir=STOCK_MODULES):
     if name == "child_status":
         return "LoadModule child_status_module %s/mod_child_status.so" % (
             build_dir)
     if name == "log_config_dummy":  # mod_log_config is compiled in
         return ""
-    return "LoadModule %s_module %s/mod_%s.so" % (name, STOCK_MODULES, name)
+    return "LoadModule %s_module %s/mod_%s.so" % (name, stock_dir, name)
 
 
-def snapshot_modules(dest):
-    """Copy build/*.so into dest (write to a temporary name, then rename).
+def snapshot_modules(dest, src=BUILD):
+    """Copy src/*.so (build/*.so) into dest (write to a temporary name,
+    then rename).
 
     A running apache2 maps its modules; `make` rewrites build/*.so in place,
     which kills such a process with SIGBUS/SIGSEGV (seen as "seg fault ...
     in the parent process").  A per-server copy is immune to rebuilds by
     anyone sharing the work tree."""
     os.makedirs(dest, exist_ok=True)
-    for name in os.listdir(BUILD):
+    for name in os.listdir(src):
         if name.endswith(".so"):
             tmp = os.path.join(dest, "." + name + ".tmp")
-            shutil.copyfile(os.path.join(BUILD, name), tmp)
+            shutil.copyfile(os.path.join(src, name), tmp)
             os.rename(tmp, os.path.join(dest, name))
     return dest
 
@@ -163,15 +167,25 @@ class Httpd:
     `conf` is appended to the generated config; `modules` adds stock
     LoadModule lines (or "child_status" for ours); `listen` replaces the
     default single Listen line (use "{port}" as placeholder).
+
+    Another httpd than Debian's (test_build_httpd.py): `binary` is the
+    executable, `stock_dir` the directory of its stock modules and MPMs,
+    `our_dir` the directory to take mod_mpm_hybrid.so / mod_child_status.so
+    from instead of the repository's build (no `make` then), and mpm=None
+    means the MPM compiled into the binary (no LoadModule line for it).
     """
 
     def __init__(self, mpm="hybrid", conf="", modules=(), listen=None,
-                 status=True, user="www-data", port=None):
+                 status=True, user="www-data", port=None, binary=APACHE2,
+                 stock_dir=STOCK_MODULES, our_dir=None):
         # Only our own modules need `make`; a server on a stock MPM (used to
         # check a test's logic against worker/prefork) runs without a build.
-        if mpm == "hybrid" or "child_status" in modules:
+        ours = mpm == "hybrid" or "child_status" in modules
+        if ours and our_dir is None:
             build()
         self.mpm = mpm
+        self.binary = binary
+        self.stock_dir = stock_dir
         self.port = port or free_port()
         self.dir = tempfile.mkdtemp(prefix="hybtest-")
         os.chmod(self.dir, 0o755)
@@ -189,8 +203,8 @@ class Httpd:
         self.seen_pids = set()
         # our modules are loaded from a private copy (see snapshot_modules)
         self.moddir = os.path.join(self.dir, "modules")
-        if mpm == "hybrid" or "child_status" in modules:
-            snapshot_modules(self.moddir)
+        if ours:
+            snapshot_modules(self.moddir, our_dir or BUILD)
         self._write_docroot()
         mods = list(BASE_MODULES) + (["status"] if status else []) + list(modules)
         self.write_conf(conf, mods, listen, status, user)
@@ -211,14 +225,14 @@ class Httpd:
         for m in mods:
             if m not in seen:
                 seen.add(m)
-                line = module_load_line(m, self.moddir)
+                line = module_load_line(m, self.moddir, self.stock_dir)
                 if line:
                     loads.append(line)
         listen = listen or "Listen 127.0.0.1:{port}"
         text = "\n".join([
             "ServerRoot %s" % self.dir,
             "ServerName 127.0.0.1",
-            mpm_load_line(self.mpm, self.moddir),
+            mpm_load_line(self.mpm, self.moddir, self.stock_dir),
             *loads,
             "User %s" % user,
             "Group %s" % user,
@@ -251,7 +265,7 @@ class Httpd:
     # -- lifecycle -----------------------------------------------------
     def cmd(self, *args, timeout=30):
         """Run apache2 with this config and extra args; returns CompletedProcess."""
-        return subprocess.run([APACHE2, "-f", self.conf_path, *args],
+        return subprocess.run([self.binary, "-f", self.conf_path, *args],
                                capture_output=True, text=True, timeout=timeout,
                                env=apache_env())
 
@@ -260,7 +274,7 @@ class Httpd:
 
     def start(self, extra=(), wait=True, timeout=15):
         self.proc = subprocess.Popen(
-            [APACHE2, "-f", self.conf_path, "-DFOREGROUND", *extra],
+            [self.binary, "-f", self.conf_path, "-DFOREGROUND", *extra],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             start_new_session=True, env=apache_env())
         self.pid = self.proc.pid
@@ -272,9 +286,9 @@ class Httpd:
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError("apache2 exited with %s\n%s\n%s" % (
-                    self.proc.returncode, self.proc.stdout.read().decode(),
-                    self.log()))
+                raise RuntimeError("%s exited with %s\n%s\n%s" % (
+                    self.binary, self.proc.returncode,
+                    self.proc.stdout.read().decode(), self.log()))
             try:
                 with socket.create_connection(("127.0.0.1", self.port), 0.5):
                     pass
