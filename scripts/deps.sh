@@ -27,6 +27,13 @@ gnuplot-nox             benchmark plots
 nginx-light             reference server for the benchmark
 prometheus-apache-exporter  checks that ?auto still parses for the exporter
 valgrind                -X under valgrind (faults) and instruction counts
+# --- make deb / Debian tests (issue 12) ---
+debhelper               make deb: dh and the debhelper sequence
+dpkg-dev                make deb: dpkg-buildpackage, dpkg-shlibdeps
+fakeroot                make deb: builds the package as non-root too
+lintian                 make deb checks the package against Debian policy
+# (test_debian_php.py installs libapache2-mod-php8.2 itself and purges it
+# again: the test proves the machine is back as it was, so it is not here)
 '
 
 check_only=no
@@ -44,7 +51,8 @@ installed() {
 }
 
 reasons=$(printf '%s\n' "$PACKAGES" | while read -r pkg why; do
-    if [ -n "$pkg" ] && ! installed "$pkg"; then
+    case "$pkg" in ''|'#'*) continue ;; esac
+    if ! installed "$pkg"; then
         printf '%s\t%s\n' "$pkg" "$why"
     fi
 done)
