@@ -181,3 +181,15 @@ test-faults: deps
 asan: deps
 	@$(SCRIPT_ENV) TESTS='$(TESTS)' PYTEST_ARGS='$(PYTEST_ARGS)' \
 	    test/faults/asan.sh
+
+# ---------------------------------------------------------------------------
+# Debian package (scripts/deb.sh, packaging/debian/).
+#
+#   make deb           build/deb/libapache2-mpm-hybrid_VERSION_ARCH.deb, built
+#                      by dpkg-buildpackage from a copy of the tree in a
+#                      scratch directory, then checked with lintian
+
+.PHONY: deb
+
+deb: deps
+	@scripts/deb.sh
