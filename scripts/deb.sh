@@ -81,7 +81,8 @@ if [ "$LINTIAN" != no ]; then
     rc=0
     # lintian advises against running as root: drop to nobody if we can
     as=''
-    if [ "$(id -u)" -eq 0 ] && command -v runuser >/dev/null 2>&1; then
+    if [ "$(id -u)" -eq 0 ] && command -v runuser >/dev/null 2>&1 &&
+       runuser -u nobody -- test -r "$changes"; then
         as='runuser -u nobody --'
     fi
     # shellcheck disable=SC2086  # $as is a word list on purpose
