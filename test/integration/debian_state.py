@@ -127,18 +127,22 @@ def restore_links_and_markers(before, roots=("/etc/apache2/mods-enabled",
     old = {p: e for p, e in before["files"].items()
            if any(p == r or p.startswith(r + "/") for r in roots)}
     empty = hashlib.sha256(b"").hexdigest()
+    done = []
     for p in sorted(set(now) - set(old), reverse=True):
         e = now[p]
         if e["type"] == "symlink" or (e["type"] == "file"
                                       and e["sha256"] == empty):
             os.unlink(p)
+            done.append("removed " + p)
         elif e["type"] == "dir" and not os.listdir(p):
             os.rmdir(p)
+            done.append("removed empty directory " + p)
     for p in sorted(set(old)):
         e = old[p]
         cur = now.get(p) if os.path.lexists(p) else None
         if cur == e:
             continue
+        done.append("put back %s (%s)" % (p, e["type"]))
         if e["type"] == "dir" and not os.path.lexists(p):
             os.makedirs(p)
         elif e["type"] == "symlink":
@@ -150,6 +154,7 @@ def restore_links_and_markers(before, roots=("/etc/apache2/mods-enabled",
                 os.unlink(p)
             open(p, "w").close()
             os.chmod(p, int(e["mode"], 8))
+    return done
 
 
 def remove_new_archives(before):
@@ -203,3 +208,37 @@ def enabled_mpms():
     d = "/etc/apache2/mods-enabled"
     return sorted(n[4:-5] for n in os.listdir(d)
                   if n.startswith("mpm_") and n.endswith(".load"))
+
+
+def build_deb(out, repo):
+    """make deb DEB_OUT=out; returns the path of libapache2-mpm-hybrid's
+    .deb.  The build and lintian must pass."""
+    import glob
+    r = subprocess.run(["make", "-C", repo, "--no-print-directory", "deb",
+                        "DEB_OUT=%s" % out], capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "lintian: no errors, no warnings" in r.stdout, r.stdout
+    debs = glob.glob(os.path.join(out, "libapache2-mpm-hybrid_*.deb"))
+    assert len(debs) == 1, os.listdir(out)
+    return debs[0]
+
+
+def status(pkg):
+    """dpkg's two-letter status of pkg ("ii", "rc", ...) or "absent"."""
+    r = subprocess.run(["dpkg-query", "-W", "-f", "${db:Status-Abbrev}", pkg],
+                       capture_output=True, text=True)
+    s = r.stdout.strip() if r.returncode == 0 else ""
+    return s if s and s != "un" else "absent"
+
+
+APT = ["apt-get", "-y", "-o", "DPkg::Lock::Timeout=600",
+       "--no-install-recommends"]
+
+
+def purge_new_packages(before):
+    """apt-get purge every package that was not on the machine before."""
+    new = sorted(set(packages()) - set(before["packages"]))
+    if new:
+        run(*APT, "purge", *[n.split(":")[0] for n in new], check=False)
+    return new

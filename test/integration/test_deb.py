@@ -13,7 +13,6 @@ put them back)."""
 import glob
 import json
 import os
-import subprocess
 
 import pytest
 
@@ -36,9 +35,7 @@ pytestmark = [
 
 
 def status(pkg=PKG):
-    r = subprocess.run(["dpkg-query", "-W", "-f", "${db:Status-Abbrev}", pkg],
-                       capture_output=True, text=True)
-    return r.stdout.strip() if r.returncode == 0 else "absent"
+    return ds.status(pkg)
 
 
 def conffiles():
@@ -49,15 +46,7 @@ def conffiles():
 @pytest.fixture(scope="module")
 def deb(tmp_path_factory):
     """make deb into a scratch directory: the build and lintian pass."""
-    out = str(tmp_path_factory.mktemp("deb"))
-    r = subprocess.run(["make", "-C", REPO, "--no-print-directory", "deb",
-                        "DEB_OUT=%s" % out], capture_output=True, text=True,
-                       timeout=600, env=dict(os.environ, DEB_OUT=out))
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert "lintian: no errors, no warnings" in r.stdout, r.stdout
-    debs = glob.glob(os.path.join(out, PKG + "_*.deb"))
-    assert len(debs) == 1, os.listdir(out)
-    return debs[0]
+    return ds.build_deb(str(tmp_path_factory.mktemp("deb")), REPO)
 
 
 def test_deb_metadata(deb):
@@ -131,9 +120,12 @@ def test_deb_install_upgrade_switch_remove_purge(deb):
         finally:
             if status() != "absent":
                 ds.run("dpkg", "--purge", PKG, check=False)
-            ds.restore_links_and_markers(before)
-            after = ds.snapshot()
-        changes = ds.diff(before, after)
+            for line in ds.restore_links_and_markers(before):
+                print("restore: " + line)
+            changes = ds.diff(before, ds.snapshot())
+            # shown even when the test failed before this point
+            print("machine state after the test, against before: %s" % (
+                "\n".join(changes) or "identical"))
         assert not changes, "the machine was not put back:\n" + "\n".join(
             changes)
 
