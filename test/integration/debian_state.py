@@ -174,20 +174,23 @@ def machine_lock():
 
 @contextlib.contextmanager
 def no_service_starts():
-    """Package scripts must not start or restart the machine's apache2:
-    a policy-rc.d that denies every action for the duration, unless one is
-    in place already (then it is left as it is)."""
-    own = not os.path.lexists(POLICY_RC_D)
-    if own:
+    """Package scripts must not start or restart the machine's apache2: a
+    policy-rc.d that denies every action for the duration.  One that is
+    there already is moved aside and put back afterwards."""
+    backup = POLICY_RC_D + ".mpm-hybrid-test"
+    had = os.path.lexists(POLICY_RC_D)
+    if had:
+        os.rename(POLICY_RC_D, backup)
+    try:
         with open(POLICY_RC_D, "w") as f:
             f.write("#!/bin/sh\n# temporary, from mpm_hybrid's tests\n"
                     "exit 101\n")
         os.chmod(POLICY_RC_D, 0o755)
-    try:
         yield
     finally:
-        if own:
-            os.unlink(POLICY_RC_D)
+        os.unlink(POLICY_RC_D)
+        if had:
+            os.rename(backup, POLICY_RC_D)
 
 
 def run(*cmd, check=True, timeout=600, env=None):

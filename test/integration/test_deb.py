@@ -160,6 +160,12 @@ def lifecycle(deb, before, old_mpm):
     r = ds.run("apache2ctl", "configtest")
     assert "Syntax OK" in r.stderr
     assert ds.run("a2query", "-M").stdout.strip() == "hybrid"
+    # an upgrade while mpm_hybrid is enabled restarts the server (a stop
+    # and a start); here the test's policy-rc.d denies it, which shows
+    r = ds.run("dpkg", "-i", deb)
+    assert "denied execution of restart" in r.stdout + r.stderr, (
+        r.stdout + r.stderr)
+    assert ds.enabled_mpms() == ["hybrid"]
 
     # remove: modules gone, conffiles kept, a stock MPM enabled in place
     r = ds.run("dpkg", "--remove", PKG)
