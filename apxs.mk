@@ -237,3 +237,15 @@ test-build: deps-httpd deps-test
 	@$(MAKE) --no-print-directory all
 	@$(SCRIPT_ENV) TESTS='test_build_httpd.py' PYTEST_ARGS='$(PYTEST_ARGS)' \
 	    TEST_TIMEOUT=$${TEST_TIMEOUT:-1200} scripts/test.sh
+
+# ---------------------------------------------------------------------------
+# Debian package (scripts/deb.sh, packaging/debian/).
+#
+#   make deb           build/deb/libapache2-mpm-hybrid_VERSION_ARCH.deb, built
+#                      by dpkg-buildpackage from a copy of the tree in a
+#                      scratch directory, then checked with lintian
+
+.PHONY: deb
+
+deb: deps-deb
+	@scripts/deb.sh

@@ -38,6 +38,7 @@ EOF
 # finds its tool with httpd_fixture.require_tool(), which names the package.
 pkgs_test() { cat <<'EOF'
 +run
++deb
 python3                 /usr/bin/python3 runs pytest and the benchmark harness
 python3-pytest          the integration test runner
 python3-pytest-timeout  per-test timeout guard for make test

@@ -9,6 +9,7 @@ import subprocess
 
 import pytest
 
+from debian_state import machine_lock
 from httpd_fixture import APACHE2, BUILD, REPO, build, free_port
 
 MODS_AVAILABLE = "/etc/apache2/mods-available"
@@ -186,7 +187,10 @@ def test_a2enmod_switch_on_copy_of_etc_apache2(tmp_path):
     build()
     root = str(tmp_path / "root")
     confdir = root + "/etc/apache2"
-    shutil.copytree("/etc/apache2", confdir, symlinks=True)
+    # test_deb.py / test_debian_php.py change the real /etc/apache2 under
+    # this lock: copy a consistent state
+    with machine_lock():
+        shutil.copytree("/etc/apache2", confdir, symlinks=True)
     before = host_snapshot()
     make("install", destdir=root)
     for m in module_names():
