@@ -41,6 +41,17 @@ void hyb_config_defaults(void);
  * strategy's own checks.  Returns OK, or !OK after logging why. */
 int hyb_config_check(apr_pool_t *p, apr_pool_t *ptemp, server_rec *s);
 
+/* post_config: what ThreadsPerChild 1 promises other modules (HTTP/2 is
+ * switched off). */
+void hyb_config_post_config(apr_pool_t *p, server_rec *s);
+
+/* The running server's ServerLimit/ThreadLimit, for apache2 -t and -k
+ * restart to compare with (note: parent at a fresh start; forget: at
+ * stop); check: check_config's warning when they differ. */
+void hyb_config_note_running(apr_pool_t *p);
+void hyb_config_forget_running(apr_pool_t *p);
+void hyb_config_check_running(apr_pool_t *p, server_rec *s);
+
 /* ThreadsPerChild as far as the config has been read: httpd asks whether
  * the MPM is threaded before pre_config (see hybrid_config.c). */
 int hyb_config_threads_per_child(void);

@@ -10,6 +10,8 @@
  * Called from: httpd's main loop via ap_hook_mpm, once per generation.
  */
 
+#include <signal.h>
+
 #include "httpd.h"
 #include "http_config.h"
 #include "http_core.h"
@@ -92,9 +94,22 @@ static hyb_spare_in measure(parent_loop *pl)
 /* ------------------------------------------------------------------ */
 /* Reaping                                                             */
 
+/* httpd's ap_process_child_status already logs a child killed by any
+ * signal but the ones it sends itself (AH00052, with the signal's name and
+ * where a core dump went): one line per crash, so only those are said
+ * here. */
+static int core_logs_signal(int sig)
+{
+    return sig != SIGTERM && sig != SIGHUP && sig != AP_SIG_GRACEFUL
+           && sig != SIGKILL;
+}
+
 static void log_unexpected_exit(int slot, pid_t pid, apr_exit_why_e why,
                                 int status)
 {
+    if ((why & APR_PROC_SIGNAL) && core_logs_signal(status)) {
+        return;
+    }
     if (why & APR_PROC_SIGNAL) {
         ap_log_error(APLOG_MARK, APLOG_WARNING, 0, ap_server_conf,
                      HYBLOGNO(00050) "child pid %" APR_PID_T_FMT " (slot %d) "
@@ -340,6 +355,13 @@ static void tell_children_graceful(void)
     }
 }
 
+/* The server is gone: what it left for other processes to read goes. */
+static void remove_runtime_files(void)
+{
+    ap_remove_pid(hyb_server.pconf, ap_pid_fname);
+    hyb_config_forget_running(hyb_server.pconf);
+}
+
 static void graceful_stop(parent_loop *pl)
 {
     apr_time_t cutoff = ap_graceful_shutdown_timeout
@@ -352,7 +374,7 @@ static void graceful_stop(parent_loop *pl)
         hyb_conf.strategy->stopping();
     }
     tell_children_graceful();
-    ap_remove_pid(hyb_server.pconf, ap_pid_fname);
+    remove_runtime_files();
     ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, ap_server_conf, HYBLOGNO(00056)
                  "caught " AP_SIG_GRACEFUL_STOP_STRING
                  ", shutting down gracefully");
@@ -376,14 +398,14 @@ static int stop_after_fatal(void)
     ap_log_error(APLOG_MARK, APLOG_ALERT, 0, ap_server_conf, HYBLOGNO(00058)
                  "a child returned a fatal error; stopping the server");
     hyb_proc_reclaim_all();
-    ap_remove_pid(hyb_server.pconf, ap_pid_fname);
+    remove_runtime_files();
     return !OK;
 }
 
 static int stop_now(void)
 {
     hyb_proc_reclaim_all();
-    ap_remove_pid(hyb_server.pconf, ap_pid_fname);
+    remove_runtime_files();
     ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, ap_server_conf, HYBLOGNO(00059)
                  "caught SIGTERM, shutting down");
     return DONE;
@@ -467,6 +489,7 @@ static int create_scoreboard(server_rec *s)
     }
     ap_scoreboard_image->global->running_generation =
         hyb_server.mpm->my_generation;
+    hyb_config_note_running(hyb_server.pconf);
     return OK;
 }
 

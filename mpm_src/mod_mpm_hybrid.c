@@ -87,10 +87,12 @@ static int hyb_query(int query_code, int *result, apr_status_t *rv)
         *result = l->daemons_limit;
         break;
     case AP_MPMQ_MPM_STATE:
-        *result = hyb_server.mpm->mpm_state;
+        /* asked before pre_config too (apache2 -V) */
+        *result = hyb_server.mpm ? hyb_server.mpm->mpm_state
+                                 : AP_MPMQ_STARTING;
         break;
     case AP_MPMQ_GENERATION:
-        *result = hyb_server.mpm->my_generation;
+        *result = hyb_server.mpm ? hyb_server.mpm->my_generation : 0;
         break;
     default:
         *rv = APR_ENOTIMPL;
@@ -207,6 +209,13 @@ static int hyb_open_logs(apr_pool_t *p, apr_pool_t *plog, apr_pool_t *ptemp,
     return OK;
 }
 
+static int hyb_post_config(apr_pool_t *p, apr_pool_t *plog, apr_pool_t *ptemp,
+                           server_rec *s)
+{
+    hyb_config_post_config(p, s);
+    return OK;
+}
+
 static void hyb_register_hooks(apr_pool_t *p)
 {
     /* open_logs must run before the core's, which redirects stderr. */
@@ -216,6 +225,7 @@ static void hyb_register_hooks(apr_pool_t *p)
     /* Other modules' pre_config may already ask for the MPM state. */
     ap_hook_pre_config(hyb_pre_config, NULL, NULL, APR_HOOK_REALLY_FIRST);
     ap_hook_check_config(hyb_check_config, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_post_config(hyb_post_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_mpm(hyb_parent_run, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_mpm_query(hyb_query, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_mpm_get_name(hyb_get_name, NULL, NULL, APR_HOOK_MIDDLE);
