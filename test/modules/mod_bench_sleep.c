@@ -5,6 +5,9 @@
  * a short text/plain body.  It stands in for database-like work in the
  * benchmark (test/bench) and gives the integration tests a slow request
  * on demand.  Bad or out-of-range arguments get 400, other methods 405.
+ * The X-Bench-Thread response header says whether the request ran on its
+ * process's main thread ("main") or another one ("other"): what a
+ * non-thread-safe module would care about.
  */
 #include "httpd.h"
 #include "http_config.h"
@@ -15,6 +18,8 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #define BENCH_SLEEP_MAX_MS 10000L
 
@@ -67,6 +72,8 @@ static int bench_sleep_handler(request_rec *r)
     if (ms > 0) {
         apr_sleep(apr_time_from_msec(ms));
     }
+    apr_table_setn(r->headers_out, "X-Bench-Thread",
+                   syscall(SYS_gettid) == getpid() ? "main" : "other");
     ap_set_content_type(r, "text/plain");
     if (!r->header_only) {
         ap_rprintf(r, "slept %ld ms\n", ms);
