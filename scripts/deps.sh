@@ -50,6 +50,7 @@ chromium                renders /child-status in a real browser (test_child_stat
 wrk                     the benchmark harness on a tiny workload (test_bench_smoke)
 gnuplot-nox             the benchmark chart (test_bench_smoke)
 git                     git describe names the build in the benchmark report (test_bench_smoke)
+linux-perf              perf counts syscalls per connection in the counting harness (test_bench_smoke)
 EOF
 }
 
@@ -62,6 +63,8 @@ wrk                     load generator for the benchmark
 nginx-light             reference server for the benchmark
 gnuplot-nox             benchmark plots
 valgrind                apache2 -X under valgrind (make asan)
+apache2-utils           ab: the fixed request counts of the counting harness (count.py)
+linux-perf              perf: syscalls counted per connection, CPU profiles (count.py)
 EOF
 }
 

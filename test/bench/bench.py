@@ -20,13 +20,14 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
+import count as K    # noqa: E402
 import load as L     # noqa: E402
 import report as R   # noqa: E402
 import servers as S  # noqa: E402
 
 # Main workloads, in the order they run against a started server.
 MAIN = ("keepalive", "close", "10k", "blocking")
-ALL_WORKLOADS = MAIN + ("burst", "sizing")
+ALL_WORKLOADS = MAIN + ("burst", "sizing", "count")
 
 
 def env(name, default, conv=str):
@@ -68,9 +69,15 @@ class Config:
         self.only = env("BENCH_CONTENDERS", [], csv)
         self.out = env("BENCH_OUT", os.path.join(S.REPO, "build", "bench"))
         self.child_status = env("BENCH_CHILD_STATUS", "auto")
+        # counted cost (count.py): its own fixed pools and fixed request
+        # counts; quick runs count the stock MPMs and the default hybrid
+        self.count = K.Config(quick=q)
+        self.count.tpc = self.tpc
+        self.count_only = env("BENCH_COUNT_CONTENDERS", [], csv)
 
     def describe(self):
-        return {k: v for k, v in vars(self).items()}
+        return {k: (v.describe() if hasattr(v, "describe") else v)
+                for k, v in vars(self).items()}
 
 
 class Progress:
@@ -402,6 +409,19 @@ def build_info():
     }
 
 
+def count_contenders(cfg, chosen):
+    """Who gets counted: BENCH_COUNT_CONTENDERS, else every Apache
+    contender (quick: the stock MPMs and hybrid-exclusive)."""
+    apache = [c for c in chosen if c.kind == "apache"]
+    if cfg.count_only:
+        return [c for c in apache if any(c.name == o or c.name.startswith(
+            o + "-") for o in cfg.count_only)]
+    if cfg.quick:
+        return [c for c in apache
+                if c.stock or c.name.startswith("hybrid-exclusive-")]
+    return apache
+
+
 def plan(cfg, chosen):
     apache = [c for c in chosen if c.kind == "apache"]
     steps, secs = 0, 0.0
@@ -417,6 +437,10 @@ def plan(cfg, chosen):
         steps += cfg.sizing_rounds * len(cfg.sizing_ns)
         secs += cfg.sizing_rounds * len(cfg.sizing_ns) * (
             0.4 + cfg.warmup + 2 * (cfg.sizing_duration + 0.15))
+    if "count" in cfg.workloads:
+        n = len(count_contenders(cfg, chosen)) * len(cfg.count.modes)
+        steps += n
+        secs += n * (2.0 + cfg.count.requests / 2500.0)
     return steps, secs
 
 
@@ -478,6 +502,17 @@ def main():
                                      sizing)
             foreign.append(foreign_load())
 
+        counts = []
+        if "count" in cfg.workloads:
+            cc = count_contenders(cfg, chosen)
+            if cc:
+                work = os.path.join(tmp, "count")
+                os.makedirs(work, exist_ok=True)
+                counts = K.run_all(cfg.count, docroot,
+                                   source == "child-status", work, chosen=cc,
+                                   progress=prog.step)
+            foreign.append(foreign_load())
+
         finished = datetime.datetime.now()
         run = {
             "started": started.isoformat(timespec="seconds"),
@@ -498,6 +533,7 @@ def main():
             "results": results,
             "sizing_mpm": sz.name if sz else None,
             "sizing": sizing,
+            "counts": counts,
         }
         with open(os.path.join(cfg.out, "results.json"), "w") as f:
             json.dump(run, f, indent=1)

@@ -329,7 +329,9 @@ class PerfTrace:
     """perf record of raw_syscalls on given processes (all their threads),
     started disabled and switched on and off through a control fifo."""
 
-    def __init__(self, pids, workdir, nthreads):
+    def __init__(self, pids, workdir, nthreads,
+                 events=("raw_syscalls:sys_enter", "raw_syscalls:sys_exit"),
+                 extra=()):
         self.dir = workdir
         self.data = os.path.join(workdir, "perf.data")
         ctl = os.path.join(workdir, "ctl")
@@ -342,11 +344,14 @@ class PerfTrace:
         pages = 1024
         while pages > 64 and pages * 4096 * max(1, nthreads) > 256 << 20:
             pages //= 2
+        evs = []
+        for e in events:
+            evs += ["-e", e]
         self.proc = subprocess.Popen(
-            [PERF, "record", "-q", "-N", "-B", "-m", str(pages),
-             "-e", "raw_syscalls:sys_enter", "-e", "raw_syscalls:sys_exit",
-             "-p", ",".join(str(p) for p in pids), "-o", self.data,
-             "-D", "-1", "--control", "fifo:%s,%s" % (ctl, ack)],
+            [PERF, "record", "-q", "-N", "-B", "-m", str(pages)] + evs
+            + list(extra)
+            + ["-p", ",".join(str(p) for p in pids), "-o", self.data,
+               "-D", "-1", "--control", "fifo:%s,%s" % (ctl, ack)],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         # perf opens both fifos once it has attached to every thread; our
         # ends are opened without blocking, so a perf that fails is seen
@@ -473,11 +478,221 @@ def count_events(events, parent, threaded, fds):
 
 # -- one measurement ----------------------------------------------------------
 
-def measure(c, mode, cfg, docroot, child_status, workdir):
-    """Start contender c, count one mode, stop.  Returns a result dict."""
+def measure(c, modes, cfg, docroot, child_status, workdir):
+    """Start contender c once, count each mode in turn, stop.  Returns a
+    result dict per mode."""
     n, t = pool_of(c, cfg)
-    res = {"contender": c.name, "mode": mode, "children": n, "threads": t,
-           "requests": cfg.requests, "conc": cfg.conc}
+    out = []
+    srv = start_fixed(c, cfg, docroot, child_status)
+    try:
+        url = srv.url(S.SMALL)
+        for i, mode in enumerate(modes):
+            res = {"contender": c.name, "mode": mode, "children": n,
+                   "threads": t, "requests": cfg.requests, "conc": cfg.conc}
+            out.append(res)
+            measure_mode(srv, url, res, cfg, workdir, idle=i == 0)
+    finally:
+        srv.cleanup()
+    return out
+
+
+def measure_mode(srv, url, res, cfg, workdir, idle):
+    ka = res["mode"] == "keepalive"
+    threaded = res["threads"] > 1
+    run_ab(url, cfg.warm, cfg.conc, ka)
+    time.sleep(0.3)
+    pids = server_pids(srv)
+    threads = sum(len(tids_of(p)) for p in pids)
+    res["processes"] = len(pids)
+    res["threads_total"] = threads
+
+    # 1. untraced: /proc counters
+    before = snapshot(srv)
+    t0 = time.time()
+    res["ab"] = run_ab(url, cfg.requests, cfg.conc, ka)
+    res["elapsed_s"] = round(time.time() - t0, 3)
+    time.sleep(0.2)
+    after = snapshot(srv)
+    res["proc"] = diff(before, after, srv.pid)
+    res["pss_kib"] = pss_kib(server_pids(srv))
+    if cfg.tracer != "perf":
+        return
+
+    # 2. traced: syscalls, after a look at the descriptors held at rest
+    time.sleep(0.2)
+    fds = static_fds(pids)
+    if idle and cfg.idle > 0:
+        tr = PerfTrace(pids, workdir, threads)
+        try:
+            tr.enable()
+            time.sleep(cfg.idle)
+            tr.disable()
+        finally:
+            notes = tr.finish()
+        res["idle"] = count_events(tr.events(), srv.pid, threaded, fds)
+        res["idle"]["seconds"] = cfg.idle
+        res["idle"]["notes"] = notes
+    tr = PerfTrace(pids, workdir, threads)
+    try:
+        tr.enable()
+        res["traced_ab"] = run_ab(url, cfg.requests, cfg.conc, ka)
+        time.sleep(0.2)
+        tr.disable()
+    finally:
+        notes = tr.finish()
+    res["trace"] = count_events(tr.events(), srv.pid, threaded, fds)
+    res["trace"]["notes"] = notes
+    res["trace"]["static_fds"] = {str(p): len(v) for p, v in fds.items()}
+
+
+# -- who makes each syscall: call chains -------------------------------------
+
+# Libraries a syscall passes through on its way from its caller: the first
+# frame outside them names the caller.
+PASS_THROUGH = ("libc.so", "libpthread", "libapr-1", "libaprutil-1",
+                "ld-linux", "[kernel", "[vdso", "[unknown]")
+# The MPMs' helpers that live in the httpd binary (server/mpm_common.c,
+# server/mpm_fdqueue.c, server/mpm_unix.c): their syscalls are the MPM's.
+MPM_HELPERS = re.compile(r"^(ap_mpm_|ap_queue_|ap_pop_pool|ap_push_pool|"
+                         r"ap_wait_or_timeout|ap_reclaim_child|"
+                         r"ap_relieve_child|ap_process_child_status|"
+                         r"ap_fatal_signal|ap_unixd_|ap_run_mpm)")
+
+
+def chain_caller(frames):
+    """(class, 'dso:function[inlined callee]') of the first frame outside
+    the pass-through libraries; frames are (ip, symbol, dso) from the
+    innermost out, perf's way: a function inlined at an address is a line
+    of its own, with "inlined" for dso, before the real function."""
+    groups, cur = [], []
+    for ip, sym, dso in frames:
+        cur.append((ip, sym, dso))
+        if dso != "inlined":
+            groups.append(cur)
+            cur = []
+    for g in groups:
+        ip, sym, dso = g[-1]
+        base = os.path.basename(dso)
+        if any(base.startswith(p) or dso.startswith(p)
+               for p in PASS_THROUGH):
+            continue
+        inner = [x[1] for x in g[:-1]
+                 if not x[1].startswith("__") and x[1] != sym]
+        who = "%s:%s%s" % (base, sym, "[%s]" % inner[0] if inner else "")
+        if base.startswith("mod_mpm_"):
+            return "mpm", who
+        if base == "apache2" and MPM_HELPERS.match(sym):
+            return "mpm", who
+        return "core", who
+    return "core", "?"
+
+
+def attribute(c, mode, cfg, docroot, child_status, workdir, requests=300):
+    """Every syscall of `requests` requests with its call chain (perf,
+    DWARF unwinding): {name: {(rule class, chain class, caller): calls}}.
+    Checks the name-and-descriptor rule against who really calls."""
+    n, t = pool_of(c, cfg)
+    srv = start_fixed(c, cfg, docroot, child_status)
+    try:
+        url = srv.url(S.SMALL)
+        ka = mode == "keepalive"
+        run_ab(url, cfg.warm, cfg.conc, ka)
+        time.sleep(0.3)
+        pids = server_pids(srv)
+        fds = static_fds(pids)
+        threads = sum(len(tids_of(p)) for p in pids)
+        tr = PerfTrace(pids, workdir, threads,
+                       events=("raw_syscalls:sys_enter",),
+                       extra=("--call-graph", "dwarf,4096"))
+        try:
+            tr.enable()
+            run_ab(url, requests, cfg.conc, ka)
+            time.sleep(0.2)
+            tr.disable()
+        finally:
+            notes = tr.finish()
+        parent = srv.pid
+    finally:
+        srv.cleanup()
+    out = {}
+    p = subprocess.Popen([PERF, "script", "-i", tr.data, "-F",
+                          "pid,tid,trace,ip,sym,dso"],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                         text=True)
+    head = re.compile(r"^\s*(\d+)/(\d+)\s+NR (\d+) \((.*)\)")
+    frame = re.compile(r"^\s+([0-9a-f]+) (.*) \((.*)\)$")
+    cur = None
+
+    def flush():
+        if cur is None:
+            return
+        pid, tid, nr, args, frames = cur
+        name = sys_name(nr)
+        role = "parent" if pid == parent else "children"
+        rule = classify(name, args, role, t > 1 and tid == pid
+                        and role == "children", fds.get(pid, {}))
+        if role == "parent":
+            chain, who = "mpm", "parent"
+        else:
+            chain, who = chain_caller(frames)
+        key = (rule, chain, who)
+        d = out.setdefault(name, {})
+        d[key] = d.get(key, 0) + 1
+    for line in p.stdout:
+        m = head.match(line)
+        if m:
+            flush()
+            cur = (int(m.group(1)), int(m.group(2)), int(m.group(3)),
+                   [int(x, 16) for x in m.group(4).split(", ")], [])
+            continue
+        m = frame.match(line)
+        if m and cur is not None:
+            sym = re.sub(r"\+0x[0-9a-f]+$", "", m.group(2))
+            cur[4].append((m.group(1), sym, m.group(3)))
+    flush()
+    p.wait()
+    return {"contender": c.name, "mode": mode, "requests": requests,
+            "notes": notes,
+            "callers": {name: [[r, ch, who, k] for (r, ch, who), k in
+                               sorted(d.items(), key=lambda kv: -kv[1])]
+                        for name, d in out.items()}}
+
+
+def attribution_markdown(a):
+    req = float(a["requests"])
+    L = ["### %s, %s: who makes each syscall (per request, %d requests, "
+         "DWARF call chains)" % (a["contender"], MODE_TITLES[a["mode"]],
+                                 a["requests"]), ""]
+    rows, disagree = [], 0
+    for name, lst in sorted(a["callers"].items(),
+                            key=lambda kv: -sum(x[3] for x in kv[1])):
+        for rule, chain, who, k in lst:
+            if k / req < 0.002:
+                continue
+            flag = "" if rule == chain else "rule says %s" % rule
+            disagree += k if rule != chain else 0
+            rows.append([name, chain, who, fmt(k / req, 3), flag])
+    L.append(table(["syscall", "class (call chain)", "first caller outside "
+                    "libc/apr", "calls/req", "disagreement"], rows))
+    L.append("")
+    tot = sum(x[3] for lst in a["callers"].values() for x in lst)
+    L.append("The name-and-descriptor rule and the call chains disagree on "
+             "%d of %d calls.%s" % (disagree, tot, "".join(
+                 " perf: " + n for n in a.get("notes", []))))
+    return "\n".join(L) + "\n"
+
+
+
+# -- where the CPU time goes: sampled profiles -------------------------------
+
+def profile(c, mode, cfg, docroot, child_status, workdir, requests=20000,
+            freq=4000):
+    """cpu-clock samples (perf, DWARF call chains) of every thread of the
+    server while ab serves `requests`, each sample put in the MPM's or the
+    core's column by the same rule as the syscalls' call chains (the first
+    frame outside libc/apr, kernel frames included in the sample's cost).
+    Returns totals, the MPM's share and the top entries."""
+    n, t = pool_of(c, cfg)
     srv = start_fixed(c, cfg, docroot, child_status)
     try:
         url = srv.url(S.SMALL)
@@ -486,55 +701,102 @@ def measure(c, mode, cfg, docroot, child_status, workdir):
         time.sleep(0.3)
         pids = server_pids(srv)
         threads = sum(len(tids_of(p)) for p in pids)
-        res["processes"] = len(pids)
-        res["threads_total"] = threads
-
-        # 1. untraced: /proc counters
-        before = snapshot(srv)
-        t0 = time.time()
-        ab = run_ab(url, cfg.requests, cfg.conc, ka)
-        res["elapsed_s"] = round(time.time() - t0, 3)
-        time.sleep(0.2)
-        after = snapshot(srv)
-        res["ab"] = ab
-        res["proc"] = diff(before, after, srv.pid)
-        res["pss_kib"] = pss_kib(server_pids(srv))
-
-        # 2. traced: syscalls
-        if cfg.tracer == "perf":
-            time.sleep(0.2)
-            fds = static_fds(pids)
-            tr = PerfTrace(pids, workdir, threads)
-            try:
-                if cfg.idle > 0:
-                    tr.enable()
-                    time.sleep(cfg.idle)
-                    tr.disable()
-                    idle_end = True
-                else:
-                    idle_end = False
-                # idle part first, in its own file: stop and restart perf
-                if idle_end:
-                    notes = tr.finish()
-                    idle = count_events(tr.events(), srv.pid, t > 1, fds)
-                    idle["seconds"] = cfg.idle
-                    idle["notes"] = notes
-                    res["idle"] = idle
-                    tr = PerfTrace(pids, workdir, threads)
-                tr.enable()
-                tab = run_ab(url, cfg.requests, cfg.conc, ka)
-                time.sleep(0.2)
-                tr.disable()
-            finally:
-                notes = tr.finish()
-            res["traced_ab"] = tab
-            res["trace"] = count_events(tr.events(), srv.pid, t > 1, fds)
-            res["trace"]["notes"] = notes
-            res["trace"]["static_fds"] = {str(p): len(v)
-                                          for p, v in fds.items()}
+        tr = PerfTrace(pids, workdir, threads, events=("cpu-clock",),
+                       extra=("-F", str(freq), "--call-graph", "dwarf,4096"))
+        try:
+            tr.enable()
+            ab = run_ab(url, requests, cfg.conc, ka)
+            tr.disable()
+        finally:
+            notes = tr.finish()
+        parent = srv.pid
     finally:
         srv.cleanup()
-    return res
+    p = subprocess.Popen([PERF, "script", "-i", tr.data, "-F",
+                          "pid,tid,ip,sym,dso"],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                         text=True)
+    head = re.compile(r"^\s*(\d+)/(\d+)\s*$")
+    frame = re.compile(r"^\s+([0-9a-f]+) (.*) \((.*)\)$")
+    samples = []
+    cur = None
+    for line in p.stdout:
+        m = head.match(line)
+        if m:
+            if cur:
+                samples.append(cur)
+            cur = (int(m.group(1)), int(m.group(2)), [])
+            continue
+        m = frame.match(line)
+        if m and cur is not None:
+            sym = re.sub(r"\+0x[0-9a-f]+$", "", m.group(2))
+            cur[2].append((m.group(1), sym, m.group(3)))
+    if cur:
+        samples.append(cur)
+    p.wait()
+    cls_n = {"mpm": 0, "core": 0}
+    kernel = 0
+    callers, leaves = {}, {}
+    for pid, tid, frames in samples:
+        if not frames:
+            continue
+        leaf = frames[0]
+        in_kernel = leaf[2].startswith("[kernel")
+        # (in a VM without a PMU, cpu-clock fires when interrupts are on
+        # again: time with them off, as in a context switch, shows in
+        # finish_task_switch and *_unlock_irqrestore of the task that was
+        # switched in, so it is charged to the call that had blocked)
+        kernel += in_kernel
+        if pid == parent:
+            cls, who = "mpm", "parent"
+        elif t > 1 and tid == pid:
+            cls, who = "mpm", "child main thread"
+        else:
+            cls, who = chain_caller(frames)
+        cls_n[cls] += 1
+        key = (cls, who, "kernel" if in_kernel else "user")
+        callers[key] = callers.get(key, 0) + 1
+        real = next((f[2] for f in frames if f[2] != "inlined"), "?")
+        lk = "%s:%s" % (os.path.basename(real), leaf[1])
+        leaves[lk] = leaves.get(lk, 0) + 1
+    total = sum(cls_n.values())
+    return {"contender": c.name, "mode": mode, "requests": requests,
+            "freq": freq, "samples": total, "kernel": kernel,
+            "mpm": cls_n["mpm"], "ab": ab, "notes": notes,
+            "callers": sorted([[k[0], k[1], k[2], v]
+                               for k, v in callers.items()],
+                              key=lambda x: -x[3])[:40],
+            "leaves": sorted(leaves.items(), key=lambda kv: -kv[1])[:25]}
+
+
+def profile_markdown(pr, top=12):
+    n = float(pr["samples"] or 1)
+    us = 1e6 / pr["freq"] / pr["requests"]
+    L = ["### %s, %s: CPU samples (%d requests, %d samples at %d Hz)"
+         % (pr["contender"], MODE_TITLES[pr["mode"]], pr["requests"],
+            pr["samples"], pr["freq"]), ""]
+    L.append("- sampled CPU: %.1f µs/req, of which in the kernel %.0f %%; "
+             "the MPM's (its code and the syscalls and library calls it "
+             "makes): %.1f µs/req, %.1f %%" % (
+                 pr["samples"] * us, 100 * pr["kernel"] / n,
+                 pr["mpm"] * us, 100 * pr["mpm"] / n))
+    L.append("")
+    rows = [[cls, who, where, "%.1f %%" % (100 * k / n), fmt(k * us, 2)]
+            for cls, who, where, k in pr["callers"] if cls == "mpm"][:top]
+    if rows:
+        L.append(table(["class", "first caller outside libc/apr",
+                        "sample in", "share", "µs/req"], rows))
+        L.append("")
+    rows = [[cls, who, where, "%.1f %%" % (100 * k / n), fmt(k * us, 2)]
+            for cls, who, where, k in pr["callers"] if cls == "core"][:6]
+    if rows:
+        L.append(table(["class", "first caller outside libc/apr (core, top "
+                        "6)", "sample in", "share", "µs/req"], rows))
+        L.append("")
+    rows = [[who, "%.1f %%" % (100 * k / n), fmt(k * us, 2)]
+            for who, k in pr["leaves"][:top]]
+    L.append(table(["hottest functions (self)", "share", "µs/req"], rows))
+    return "\n".join(L) + "\n"
 
 
 # -- figures ------------------------------------------------------------------
@@ -580,6 +842,42 @@ def figures(res):
         f["futex_req"] = fut / float(req)
         f["lost"] = any("lost" in n.lower() for n in tr.get("notes", []))
     return f
+
+
+def index(results):
+    """{(contender, mode): figures} of the results that have them."""
+    out = {}
+    for res in results or ():
+        if "failed" not in res:
+            out[(res["contender"], res["mode"])] = figures(res)
+    return out
+
+
+def targets(results):
+    """The issue's counted targets, as lines of text: MPM syscalls per
+    connection (connection per request) of hybrid-*-t1 against prefork's
+    and of the threaded hybrids against worker's, and futex calls per
+    request <= 0.1 for every hybrid contender, both modes."""
+    ix = index(results)
+    out = []
+    for base, pick in (("prefork", lambda n: n.endswith("-t1")),
+                       ("worker", lambda n: not n.endswith("-t1"))):
+        ref = ix.get((base, "close"))
+        if not ref or "mpm_conn" not in ref:
+            continue
+        for (n, mode), f in sorted(ix.items()):
+            if mode != "close" or not n.startswith("hybrid-") or not pick(n) \
+                    or "mpm_conn" not in f:
+                continue
+            out.append("%s MPM syscalls/conn ≤ %s's: %s (%.2f vs %.2f)" % (
+                n, base, "met" if f["mpm_conn"] <= ref["mpm_conn"] + 0.005
+                else "not met", f["mpm_conn"], ref["mpm_conn"]))
+    for (n, mode), f in sorted(ix.items()):
+        if n.startswith("hybrid-") and "futex_req" in f:
+            out.append("%s futex/req ≤ 0.1 (%s): %s (%.3f)" % (
+                n, mode, "met" if f["futex_req"] <= 0.1 else "not met",
+                f["futex_req"]))
+    return out
 
 
 def by_name(res, per="conn"):
@@ -745,20 +1043,26 @@ def run_all(cfg, docroot, child_status, workdir, chosen=None, progress=say):
             cfg.tracer = "none"
     chosen = chosen or contenders(cfg.only, cfg.tpc)
     results = []
-    for mode in cfg.modes:
-        for c in chosen:
-            try:
-                res = measure(c, mode, cfg, docroot, child_status, workdir)
-            except Exception as e:
-                res = {"contender": c.name, "mode": mode,
-                       "failed": str(e)[:500]}
+    for c in chosen:
+        n, t = pool_of(c, cfg)
+        if n * t < cfg.conc and "keepalive" in cfg.modes:
+            progress("count %-22s note: %d workers for %d keep-alive "
+                     "clients: the rest wait for KeepAliveTimeout" % (
+                         c.name, n * t, cfg.conc))
+        try:
+            got = measure(c, cfg.modes, cfg, docroot, child_status, workdir)
+        except Exception as e:
+            for mode in cfg.modes:
+                results.append({"contender": c.name, "mode": mode,
+                                "failed": str(e)[:500]})
                 progress("count %-22s %-9s FAILED: %s" % (
                     c.name, mode, str(e).splitlines()[0]))
-                results.append(res)
-                continue
-            f = figures(res)
-            progress("count %-22s %-9s %s" % (c.name, mode, brief(f, mode)))
-            results.append(res)
+            continue
+        for res in got:
+            progress("count %-22s %-9s %s" % (c.name, res["mode"],
+                                              brief(figures(res),
+                                                    res["mode"])))
+        results.extend(got)
     return results
 
 
@@ -829,12 +1133,53 @@ def main():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def main_callers(names, mode, requests, what="callers"):
+    cfg = Config()
+    S.fx._built = True
+    tmp = tempfile.mkdtemp(prefix="hybcount-")
+    os.chmod(tmp, 0o755)
+    try:
+        S.snapshot_modules(os.path.join(tmp, "modules"))
+        docroot = S.make_docroot(os.path.join(tmp, "docroot"))
+        cs = cfg.child_status != "no" and os.path.exists(S.CHILD_STATUS_SO)
+        work = os.path.join(tmp, "perf")
+        os.makedirs(work)
+        for c in contenders(names, cfg.tpc):
+            if what == "profile":
+                pr = profile(c, mode, cfg, docroot, cs, work, requests)
+                os.makedirs(cfg.out, exist_ok=True)
+                with open(os.path.join(cfg.out, "profile-%s-%s.json"
+                                       % (c.name, mode)), "w") as f:
+                    json.dump(pr, f, indent=1)
+                say(profile_markdown(pr))
+            else:
+                say(attribution_markdown(attribute(c, mode, cfg, docroot, cs,
+                                                   work, requests)))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 if __name__ == "__main__":
-    if len(sys.argv) > 2 and sys.argv[1] == "--render":
+    if len(sys.argv) > 3 and sys.argv[1] in ("--callers", "--profile"):
+        main_callers(csv(sys.argv[2]), sys.argv[3],
+                     int(sys.argv[4]) if len(sys.argv) > 4 else
+                     (300 if sys.argv[1] == "--callers" else 20000),
+                     sys.argv[1][2:])
+    elif len(sys.argv) > 2 and sys.argv[1] == "--render":
         with open(sys.argv[2]) as f:
-            say(markdown(json.load(f)))
+            doc = json.load(f)
+        if "counts" in doc:        # make bench's results.json
+            m = doc.get("machine", {})
+            doc = {"started": doc.get("started"),
+                   "machine": "%s, %s cores, Linux %s" % (
+                       m.get("cpu"), m.get("cores"), m.get("kernel")),
+                   "git": m.get("git"), "config": doc["config"]["count"],
+                   "results": doc["counts"]}
+        say(markdown(doc))
     elif len(sys.argv) > 1:
-        sys.exit("usage: count.py [--render results.json]\n"
+        sys.exit("usage: count.py [--render results.json | --callers "
+                 "CONTENDERS MODE [REQUESTS] | --profile CONTENDERS MODE "
+                 "[REQUESTS]]\n"
                  "(settings come from COUNT_* variables, see README.md)")
     else:
         main()

@@ -10,6 +10,8 @@ import os
 import statistics
 import subprocess
 
+import count as K
+
 GNUPLOT = "/usr/bin/gnuplot"
 WORKLOAD_TITLES = {
     "keepalive": "1. keep-alive, small static file",
@@ -237,6 +239,7 @@ def goals(run, agg):
     out = []
     if not hyb:
         return ["No mpm_hybrid contender ran, so no goal can be judged."]
+    out += K.targets(run.get("counts"))
 
     def best(key, w, pick=max):
         vals = [(agg[n][w][key], n) for n in hyb
@@ -284,6 +287,16 @@ def table(head, rows):
     for r in rows:
         out.append("| " + " | ".join(str(x) for x in r) + " |")
     return "\n".join(out)
+
+
+def _cc(run, key):
+    return run["config"].get("count", {}).get(key, "?")
+
+
+def _pools(run):
+    c = run["config"].get("count", {})
+    return "%s × 1 single-threaded, %s × N threaded" % (
+        c.get("t1_children", "?"), c.get("children", "?"))
 
 
 def markdown(run):
@@ -378,10 +391,14 @@ def markdown(run):
         L.append("- " + g)
     L.append("")
 
-    # per workload
+    # per workload; keep-alive and connection per request carry the counted
+    # figures of count.py (fixed pools, fixed request counts) next to req/s
+    cix = K.index(run.get("counts"))
+    count_mode = {"keepalive": "keepalive", "close": "close"}
     for w, title in WORKLOAD_TITLES.items():
         if not any(w in agg.get(n, {}) for n in names):
             continue
+        cm = count_mode.get(w) if cix else None
         conns = cfg["conns"][w]
         extra = (", GET /sleep?ms=%d" % cfg["sleep_ms"]) if w == "blocking" \
             else ""
@@ -392,16 +409,35 @@ def markdown(run):
             a = agg.get(n, {}).get(w)
             if not a:
                 continue
-            rows.append([n, f_rps(a["rps"]), a["range"], f_ratio(a["ratio"]),
-                         f_ms(a["p50"]), f_ms(a["p99"]),
-                         f_ratio(a["p99_ratio"]), a["errors"],
-                         "%d/%d" % (a["failed"], a["rounds"])
-                         if a["failed"] else ""])
-        L.append(table(["contender", "req/s", "range", "× best stock",
-                        "p50 ms",
-                        "p99 ms", "p99 × best", "errors", "failed runs"],
-                       rows))
+            row = [n, f_rps(a["rps"]), a["range"], f_ratio(a["ratio"]),
+                   f_ms(a["p50"]), f_ms(a["p99"]),
+                   f_ratio(a["p99_ratio"]), a["errors"],
+                   "%d/%d" % (a["failed"], a["rounds"])
+                   if a["failed"] else ""]
+            if cm:
+                f = cix.get((n, cm), {})
+                per = "conn" if cm == "close" else "req"
+                row += [K.fmt(f.get("sys_" + per), 2),
+                        K.fmt(f.get("mpm_" + per), 3),
+                        K.fmt(f.get("futex_req"), 3),
+                        K.fmt(f.get("ctx_req"), 2),
+                        K.fmt(f.get("cpu_us_req"), 1)]
+            rows.append(row)
+        head = ["contender", "req/s", "range", "× best stock", "p50 ms",
+                "p99 ms", "p99 × best", "errors", "failed runs"]
+        if cm:
+            per = "conn" if cm == "close" else "req"
+            head += ["syscalls/%s" % per, "MPM syscalls/%s" % per,
+                     "futex/req", "ctx sw/req", "CPU µs/req"]
+        L.append(table(head, rows))
         L.append("")
+        if cm:
+            L.append("Counted columns: count.py, a fixed pool (%s), ab -n "
+                     "%s -c %s; syscalls traced (perf), context switches "
+                     "and CPU from /proc (untraced run); see section 8." % (
+                         _pools(run), _cc(run, "requests"),
+                         _cc(run, "conc")))
+            L.append("")
 
     # burst
     bu = [(n, agg[n]["burst"]) for n in names if "burst" in agg.get(n, {})]
@@ -440,6 +476,31 @@ def markdown(run):
                  "picked a child at random (as a reuseport hash does); a "
                  "server that hands out work in turn can score higher, a "
                  "random one cannot be expected to.")
+        L.append("")
+
+    # counted cost
+    if run.get("counts"):
+        L.append("## 8. Counted cost (count.py: fixed pools, ab -n %s -c %s)"
+                 % (_cc(run, "requests"), _cc(run, "conc")))
+        L.append("")
+        for mode in K.MODES:
+            rows = K.summary_rows(run["counts"], mode)
+            if rows:
+                L.append("%s:" % K.MODE_TITLES[mode].capitalize())
+                L.append("")
+                L.append(table(K.summary_head(mode), rows))
+                L.append("")
+        for res in run["counts"]:
+            if "failed" in res:
+                L.append("- %s %s: FAILED: %s" % (
+                    res["contender"], res["mode"],
+                    res["failed"].splitlines()[0]))
+        for g in K.targets(run["counts"]):
+            L.append("- " + g)
+        L.append("")
+        L.append("Syscalls by name: `test/bench/count.py --render "
+                 "results.json` on this run's results.json prints them "
+                 "(`counts`).")
         L.append("")
 
     # sizing

@@ -57,6 +57,7 @@ TOOLS = {
     "wrk": "wrk",
     "gnuplot": "gnuplot-nox",
     "git": "git",
+    "perf": "linux-perf",
 }
 
 
