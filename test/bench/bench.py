@@ -411,14 +411,15 @@ def build_info():
 
 def count_contenders(cfg, chosen):
     """Who gets counted: BENCH_COUNT_CONTENDERS, else every Apache
-    contender (quick: the stock MPMs and hybrid-exclusive)."""
+    contender (quick: prefork and worker, the references of the counted
+    targets, and hybrid-exclusive)."""
     apache = [c for c in chosen if c.kind == "apache"]
     if cfg.count_only:
         return [c for c in apache if any(c.name == o or c.name.startswith(
             o + "-") for o in cfg.count_only)]
     if cfg.quick:
-        return [c for c in apache
-                if c.stock or c.name.startswith("hybrid-exclusive-")]
+        return [c for c in apache if c.name in ("prefork", "worker")
+                or c.name.startswith("hybrid-exclusive-")]
     return apache
 
 

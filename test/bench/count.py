@@ -499,8 +499,9 @@ def measure(c, modes, cfg, docroot, child_status, workdir):
 def measure_mode(srv, url, res, cfg, workdir, idle):
     ka = res["mode"] == "keepalive"
     threaded = res["threads"] > 1
+    settle = 0.1 if cfg.quick else 0.2
     run_ab(url, cfg.warm, cfg.conc, ka)
-    time.sleep(0.3)
+    time.sleep(settle)
     pids = server_pids(srv)
     threads = sum(len(tids_of(p)) for p in pids)
     res["processes"] = len(pids)
@@ -511,7 +512,7 @@ def measure_mode(srv, url, res, cfg, workdir, idle):
     t0 = time.time()
     res["ab"] = run_ab(url, cfg.requests, cfg.conc, ka)
     res["elapsed_s"] = round(time.time() - t0, 3)
-    time.sleep(0.2)
+    time.sleep(settle)      # the last lingering closes
     after = snapshot(srv)
     res["proc"] = diff(before, after, srv.pid)
     res["pss_kib"] = pss_kib(server_pids(srv))
@@ -519,7 +520,6 @@ def measure_mode(srv, url, res, cfg, workdir, idle):
         return
 
     # 2. traced: syscalls, after a look at the descriptors held at rest
-    time.sleep(0.2)
     fds = static_fds(pids)
     if idle and cfg.idle > 0:
         tr = PerfTrace(pids, workdir, threads)
@@ -536,7 +536,7 @@ def measure_mode(srv, url, res, cfg, workdir, idle):
     try:
         tr.enable()
         res["traced_ab"] = run_ab(url, cfg.requests, cfg.conc, ka)
-        time.sleep(0.2)
+        time.sleep(settle)
         tr.disable()
     finally:
         notes = tr.finish()
