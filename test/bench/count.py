@@ -340,10 +340,9 @@ class PerfTrace:
             if os.path.exists(p):
                 os.unlink(p)
             os.mkfifo(p)
-        # one ring buffer per thread: keep the total near 256 MiB
-        pages = 1024
-        while pages > 64 and pages * 4096 * max(1, nthreads) > 256 << 20:
-            pages //= 2
+        # perf -p maps one ring buffer per CPU (not per thread): 64 MiB
+        # each keeps up with a server at full speed on this machine
+        pages = 16384
         evs = []
         for e in events:
             evs += ["-e", e]
@@ -389,14 +388,21 @@ class PerfTrace:
         self._cmd("disable")
 
     def finish(self):
-        """Stop perf; returns (events, notes) where events yields
-        (pid, tid, 'enter'|'exit', nr, args-or-ret)."""
+        """Stop perf; returns notes: what perf complained of, and "lost N"
+        if the ring buffers overflowed (perf says nothing of it unless
+        asked: perf report --stats)."""
         self.proc.send_signal(signal.SIGINT)
         out, _ = self.proc.communicate(timeout=60)
         self.ctl.close()
         self.ack.close()
         notes = [l.strip() for l in (out or "").splitlines()
-                 if "lost" in l.lower() or "error" in l.lower()]
+                 if "error" in l.lower()]
+        r = subprocess.run([PERF, "report", "-i", self.data, "--stats"],
+                           capture_output=True, text=True, timeout=60)
+        lost = sum(int(m) for m in re.findall(
+            r"LOST(?:_SAMPLES)? events:\s+(\d+)", r.stdout))
+        if lost:
+            notes.append("lost %d" % lost)
         return notes
 
     def events(self):
