@@ -35,6 +35,13 @@ Which syscalls are the MPM's own (the rule is also in RESULTS.md):
   the response, the file's stat/open, lingering close (shutdown, the
   poll() on the one socket, close), memory.
 
+The rule cannot see who does socket I/O: an MPM that does part of the
+core's work itself (event's lingering close, mpm_hybrid's parked
+connections) has those reads, polls and closes counted as the core's.
+--callers shows the truth from call chains; the total per connection,
+with the core the same code for every MPM, is the figure that cannot be
+fooled.
+
 Run: /usr/bin/python3 test/bench/count.py (as root; COUNT_* knobs below),
 or `--render results.json` to rebuild the report.  make bench runs it
 too, as its "count" workload (bench.py).
@@ -162,13 +169,16 @@ def contenders(names, tpc):
     for n in names:
         if n in known and known[n].kind == "apache":
             out.append(known[n])
-        else:
-            m = re.match(r"hybrid-(\w+)-t(\d+)$", n)
-            if m and m.group(1) in S.STRATEGIES:
-                out.append(S.Contender(n, "apache", "hybrid", int(m.group(2)),
-                                       m.group(1)))
-            else:
-                raise SystemExit("count: unknown contender %r" % n)
+            continue
+        m = re.match(r"hybrid-(\w+)-t(\d+)(?:-async-(on|off))?$", n)
+        if not m or m.group(1) not in S.STRATEGIES:
+            raise SystemExit("count: unknown contender %r" % n)
+        c = S.Contender(n, "apache", "hybrid", int(m.group(2)), m.group(1))
+        if m.group(3):
+            # the MPM's connection parking (AsyncConnections), where the
+            # build has it; the default is the MPM's
+            c.extra_conf = "AsyncConnections %s" % m.group(3).capitalize()
+        out.append(c)
     return out
 
 
@@ -182,8 +192,10 @@ def pool_of(c, cfg):
 def start_fixed(c, cfg, docroot, child_status, timeout=20):
     """Start c with every child of its pool up and all threads running."""
     n, t = pool_of(c, cfg)
-    srv = S.make_server(c, n * t, docroot, child_status, children=n,
-                        start=n, spare_min=1)
+    conf = S.mpm_directives(c, n * t, children=n, start=n, spare_min=1)
+    extra = getattr(c, "extra_conf", "")
+    srv = S.BenchHttpd(c.mpm, conf + ("\n" + extra if extra else ""),
+                       docroot, child_status)
     try:
         srv.start()
         deadline = time.time() + timeout
@@ -878,6 +890,13 @@ def targets(results):
             out.append("%s MPM syscalls/conn ≤ %s's: %s (%.2f vs %.2f)" % (
                 n, base, "met" if f["mpm_conn"] <= ref["mpm_conn"] + 0.005
                 else "not met", f["mpm_conn"], ref["mpm_conn"]))
+            # The rule counts socket I/O as the core's even when the MPM
+            # does it (parked keep-alive, its own lingering close, pool
+            # recycling); the core is the same code for every MPM, so the
+            # total shows what the name rule cannot.
+            out.append("%s all syscalls/conn ≤ %s's: %s (%.2f vs %.2f)" % (
+                n, base, "met" if f["sys_conn"] <= ref["sys_conn"] + 0.005
+                else "not met", f["sys_conn"], ref["sys_conn"]))
     for (n, mode), f in sorted(ix.items()):
         if n.startswith("hybrid-") and "futex_req" in f:
             out.append("%s futex/req ≤ 0.1 (%s): %s (%.3f)" % (
@@ -1123,6 +1142,8 @@ def main():
         git = subprocess.run(["git", "-C", S.REPO, "describe", "--always",
                               "--dirty"], capture_output=True,
                              text=True).stdout.strip()
+        if os.environ.get("HYB_BUILD_DIR"):
+            git += " (modules from %s)" % S.fx.BUILD
         run = {"started": started, "machine": machine(), "git": git,
                "config": cfg.describe(), "child_status": cs,
                "results": results}
