@@ -4,18 +4,19 @@
  * listeners are registered with EPOLLEXCLUSIVE, so the kernel wakes one
  * waiting child per connection: no lock and no thundering herd.  The
  * wait itself, with the periodic re-arm that keeps the kernel's wake-up
- * order from favouring one child, is HYB_WAIT_EXCLUSIVE (hybrid_wait.c),
- * which reuseport uses too for groups of several children.
+ * order from favouring one child, is the child's poller's
+ * (hybrid_poller.c), which reuseport uses too for groups of several
+ * children.
  */
 
 #include "hybrid_accept.h"
 #include "hybrid_child.h"
 #include "hybrid_drain.h"
-#include "hybrid_wait.h"
+#include "hybrid_poller.h"
 
 static const char *exclusive_probe(apr_pool_t *p)
 {
-    return hyb_wait_exclusive_supported() ? NULL
+    return hyb_exclusive_supported() ? NULL
            : "the kernel does not support EPOLLEXCLUSIVE (Linux 4.5 or "
              "later is needed)";
 }
@@ -28,24 +29,8 @@ static apr_status_t exclusive_open(apr_pool_t *p, server_rec *s)
 
 static apr_status_t exclusive_child_init(hyb_child *ch)
 {
-    hyb_wait *w;
-    apr_status_t rv;
-
     hyb_drain_hold(ch, ap_listeners);
-    rv = hyb_wait_open(ch, ap_listeners, HYB_WAIT_EXCLUSIVE, &w);
-    ch->accept_state = w;
-    return rv;
-}
-
-static hyb_accept_rc exclusive_accept_one(hyb_child *ch, apr_socket_t **csd,
-                                          apr_pool_t *ptrans)
-{
-    return hyb_wait_accept(ch, ch->accept_state, csd, ptrans);
-}
-
-static void exclusive_child_exit(hyb_child *ch)
-{
-    hyb_wait_close(ch->accept_state);
+    return hyb_poller_listen(ch, ap_listeners, HYB_LISTEN_EXCLUSIVE);
 }
 
 const hyb_strategy hyb_accept_exclusive = {
@@ -54,6 +39,4 @@ const hyb_strategy hyb_accept_exclusive = {
     .probe = exclusive_probe,
     .open = exclusive_open,
     .child_init = exclusive_child_init,
-    .accept_one = exclusive_accept_one,
-    .child_exit = exclusive_child_exit,
 };

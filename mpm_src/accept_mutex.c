@@ -36,7 +36,7 @@
 #include "hybrid_counters.h"
 #include "hybrid_drain.h"
 #include "hybrid_server.h"
-#include "hybrid_wait.h"
+#include "hybrid_poller.h"
 
 static apr_proc_mutex_t *accept_lock;   /* this generation's, from pconf */
 
@@ -60,10 +60,10 @@ static lock_word *posix_holder;
 typedef enum { WAIT_TIMED, WAIT_FCNTL, WAIT_FLOCK } lock_wait;
 
 typedef struct {
-    hyb_wait *wait_listeners;
     lock_wait wait;
     int fd;                     /* file lock descriptor (fcntl, flock) */
     int broken;                 /* lock failed: accept unserialized */
+    int locked;                 /* this child holds it now */
 } mutex_child;
 
 static lock_word *holder_word(void)
@@ -147,14 +147,14 @@ static apr_status_t mutex_child_init(hyb_child *ch)
     }
     ch->accept_state = mc;
     hyb_drain_hold(ch, ap_listeners);
-    return hyb_wait_open(ch, ap_listeners, HYB_WAIT_POLL,
-                         &mc->wait_listeners);
+    return hyb_poller_listen(ch, ap_listeners, HYB_LISTEN_GATED);
 }
 
-static int file_lock(mutex_child *mc, int lock)
+static int file_lock(mutex_child *mc, int lock, int wait)
 {
     if (mc->wait == WAIT_FLOCK) {
-        return flock(mc->fd, lock ? LOCK_EX : LOCK_UN);
+        return flock(mc->fd, lock ? (wait ? LOCK_EX : LOCK_EX | LOCK_NB)
+                                  : LOCK_UN);
     }
     else {
         struct flock fl;
@@ -162,35 +162,38 @@ static int file_lock(mutex_child *mc, int lock)
         memset(&fl, 0, sizeof(fl));
         fl.l_type = lock ? F_WRLCK : F_UNLCK;
         fl.l_whence = SEEK_SET;
-        return fcntl(mc->fd, lock ? F_SETLKW : F_SETLK, &fl);
+        return fcntl(mc->fd, lock && wait ? F_SETLKW : F_SETLK, &fl);
     }
 }
 
-/* Returns APR_SUCCESS with the lock held, APR_EINTR if the child is
- * stopping, or the lock's error. */
-static apr_status_t lock_accept(hyb_child *ch, mutex_child *mc)
+/* Waits up to `slice` for the lock.  Returns APR_SUCCESS with the lock
+ * held, APR_TIMEUP, APR_EINTR if the child is stopping, or the lock's
+ * error.  A file lock cannot be waited for with a timeout: a long slice
+ * blocks (until a signal), a short one only tries. */
+static apr_status_t lock_accept(hyb_child *ch, mutex_child *mc,
+                                apr_interval_time_t slice)
 {
+    int wait = slice >= apr_time_from_msec(HYB_WAIT_SLICE_MS);
     apr_status_t rv;
 
-    for (;;) {
-        if (hyb_child_stopping(ch)) {
-            return APR_EINTR;
-        }
-        if (mc->wait == WAIT_TIMED) {
-            rv = apr_proc_mutex_timedlock(accept_lock,
-                     apr_time_from_msec(HYB_WAIT_SLICE_MS));
-            if (rv != APR_TIMEUP) {
-                return rv;
-            }
-            continue;
-        }
-        hyb_child_mark_interruptible(ch, 1);
-        rv = file_lock(mc, 1) == 0 ? APR_SUCCESS : errno;
-        hyb_child_mark_interruptible(ch, 0);
-        if (rv != APR_EINTR) {
-            return rv;
-        }
+    if (hyb_child_stopping(ch)) {
+        return APR_EINTR;
     }
+    if (mc->wait == WAIT_TIMED) {
+        return apr_proc_mutex_timedlock(accept_lock, slice);
+    }
+    if (wait) {
+        hyb_child_mark_interruptible(ch, 1);
+    }
+    rv = file_lock(mc, 1, wait) == 0 ? APR_SUCCESS : errno;
+    if (wait) {
+        hyb_child_mark_interruptible(ch, 0);
+    }
+    if (rv == APR_EINTR || rv == EAGAIN || rv == EWOULDBLOCK
+        || rv == EACCES) {
+        return hyb_child_stopping(ch) ? APR_EINTR : APR_TIMEUP;
+    }
+    return rv;
 }
 
 static apr_status_t unlock_accept(mutex_child *mc)
@@ -198,7 +201,7 @@ static apr_status_t unlock_accept(mutex_child *mc)
     if (mc->wait == WAIT_TIMED) {
         return apr_proc_mutex_unlock(accept_lock);
     }
-    return file_lock(mc, 0) == 0 ? APR_SUCCESS : errno;
+    return file_lock(mc, 0, 0) == 0 ? APR_SUCCESS : errno;
 }
 
 /* Logged once for the whole server: every child that finds the lock gone
@@ -218,32 +221,46 @@ static void lock_broken(hyb_child *ch, mutex_child *mc, apr_status_t rv)
                  "creates a new mutex", apr_proc_mutex_name(accept_lock));
 }
 
-static hyb_accept_rc mutex_accept_one(hyb_child *ch, apr_socket_t **csd,
-                                      apr_pool_t *ptrans)
+/* The holder of this child's accept turn, before it polls the listeners:
+ * one child at a time.  A broken lock lets every child through. */
+static apr_status_t mutex_gate_enter(hyb_child *ch, apr_interval_time_t slice)
 {
     mutex_child *mc = ch->accept_state;
-    hyb_accept_rc rc;
+    apr_time_t t0 = apr_time_now();
     apr_status_t rv;
-    apr_time_t t0;
 
     if (mc->broken) {
-        return hyb_wait_accept(ch, mc->wait_listeners, csd, ptrans);
+        return hyb_child_stopping(ch) ? APR_EINTR : APR_SUCCESS;
     }
-    t0 = apr_time_now();
-    rv = lock_accept(ch, mc);
+    rv = lock_accept(ch, mc, slice);
+    if (rv == APR_TIMEUP || rv == APR_EINTR) {
+        return rv;
+    }
     if (rv != APR_SUCCESS) {
         if (hyb_child_stopping(ch)) {
-            return HYB_ACCEPT_STOP;
+            return APR_EINTR;
         }
         lock_broken(ch, mc, rv);
-        return HYB_ACCEPT_RETRY;
+        return APR_SUCCESS;
     }
+    mc->locked = 1;
     HYB_COUNT(ch, accept_waits, 1);
     HYB_COUNT(ch, accept_wait_us, (apr_uint64_t)(apr_time_now() - t0));
     if (posix_holder) {
         posix_holder->holder = getpid();
     }
-    rc = hyb_wait_accept(ch, mc->wait_listeners, csd, ptrans);
+    return APR_SUCCESS;
+}
+
+static void mutex_gate_leave(hyb_child *ch)
+{
+    mutex_child *mc = ch->accept_state;
+    apr_status_t rv;
+
+    if (!mc->locked) {
+        return;
+    }
+    mc->locked = 0;
     if (posix_holder) {
         posix_holder->holder = 0;
     }
@@ -251,7 +268,6 @@ static hyb_accept_rc mutex_accept_one(hyb_child *ch, apr_socket_t **csd,
     if (rv != APR_SUCCESS && !hyb_child_stopping(ch)) {
         lock_broken(ch, mc, rv);
     }
-    return rc;
 }
 
 static const char *mutex_name(void)
@@ -264,7 +280,8 @@ const hyb_strategy hyb_accept_mutex = {
     .id = HYBRID_ACCEPT_MUTEX,
     .open = mutex_open,
     .child_init = mutex_child_init,
-    .accept_one = mutex_accept_one,
+    .gate_enter = mutex_gate_enter,
+    .gate_leave = mutex_gate_leave,
     .mutex_name = mutex_name,
     .reaped = mutex_reaped,
 };

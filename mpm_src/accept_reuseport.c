@@ -43,7 +43,7 @@
 #include "hybrid_config.h"
 #include "hybrid_drain.h"
 #include "hybrid_server.h"
-#include "hybrid_wait.h"
+#include "hybrid_poller.h"
 #include "reuseport_steer.h"
 
 typedef struct rp_sock {
@@ -63,7 +63,7 @@ typedef struct rp_retained {
 
 static rp_retained *rp;
 static ap_listen_rec **rp_group_listeners; /* this generation, [G] lists */
-static int rp_use_epoll;                   /* EPOLLEXCLUSIVE available */
+static int rp_use_exclusive;               /* EPOLLEXCLUSIVE available */
 
 static int online_cpus(void)
 {
@@ -383,7 +383,7 @@ static apr_status_t reuseport_open(apr_pool_t *p, server_rec *s)
     }
     close_unused(s, "no longer in the Listen configuration");
     steer_addresses(p, s);
-    rp_use_epoll = hyb_wait_exclusive_supported();
+    rp_use_exclusive = hyb_exclusive_supported();
     if (hyb_server.startup_pass || !hyb_server.mpm->was_graceful) {
         log_migrate_req(s);
     }
@@ -397,12 +397,10 @@ static int reuseport_groups(void)
 
 /* A child's way of waiting on its group: when several children share a
  * group, EPOLLEXCLUSIVE wakes one of them per connection and its re-arm
- * rotates them, as in AcceptStrategy exclusive; plain poll otherwise. */
+ * rotates them, as in AcceptStrategy exclusive. */
 static apr_status_t reuseport_child_init(hyb_child *ch)
 {
     ap_listen_rec *lr;
-    hyb_wait *w;
-    apr_status_t rv;
     rp_sock *rs;
     int g = ch->group;
 
@@ -423,10 +421,8 @@ static apr_status_t reuseport_child_init(hyb_child *ch)
         }
     }
     hyb_drain_hold(ch, rp_group_listeners[g]);
-    rv = hyb_wait_open(ch, rp_group_listeners[g],
-                       rp_use_epoll ? HYB_WAIT_EXCLUSIVE : HYB_WAIT_POLL, &w);
-    ch->accept_state = w;
-    return rv;
+    return hyb_poller_listen(ch, rp_group_listeners[g],
+                             rp_use_exclusive ? HYB_LISTEN_EXCLUSIVE : 0);
 }
 
 /* The server is stopping: close every group socket now, so that clients
@@ -444,17 +440,6 @@ static void reuseport_stopping(void)
     close_unused(ap_server_conf, "server stopping");
 }
 
-static hyb_accept_rc reuseport_accept_one(hyb_child *ch, apr_socket_t **csd,
-                                          apr_pool_t *ptrans)
-{
-    return hyb_wait_accept(ch, ch->accept_state, csd, ptrans);
-}
-
-static void reuseport_child_exit(hyb_child *ch)
-{
-    hyb_wait_close(ch->accept_state);
-}
-
 const hyb_strategy hyb_accept_reuseport = {
     .name = "reuseport",
     .id = HYBRID_ACCEPT_REUSEPORT,
@@ -463,7 +448,5 @@ const hyb_strategy hyb_accept_reuseport = {
     .open = reuseport_open,
     .groups = reuseport_groups,
     .child_init = reuseport_child_init,
-    .accept_one = reuseport_accept_one,
-    .child_exit = reuseport_child_exit,
     .stopping = reuseport_stopping,
 };

@@ -66,8 +66,7 @@ void hyb_listeners_nonblocking(ap_listen_rec *lrs)
     }
 }
 
-/* Resource shortages (fd limits, memory): back off a little rather than
- * spin, and let the worker give up if it lasts. */
+/* Resource shortages: fd limits, memory. */
 static int accept_error_is_shortage(apr_status_t rv)
 {
     return rv == APR_FROM_OS_ERROR(EMFILE) || rv == APR_FROM_OS_ERROR(ENFILE)
@@ -75,26 +74,12 @@ static int accept_error_is_shortage(apr_status_t rv)
            || rv == APR_FROM_OS_ERROR(ENOMEM);
 }
 
-static hyb_accept_rc shortage(apr_status_t rv, int shortages)
-{
-    if (shortages == 1 || shortages % 100 == 0) {
-        ap_log_error(APLOG_MARK, APLOG_ERR, rv, ap_server_conf,
-                     HYBLOGNO(00020) "accept: resource shortage "
-                     "(%d in a row); raise the limit (ulimit -n, "
-                     "MaxRequestWorkers) if this persists", shortages);
-    }
-    apr_sleep(apr_time_from_msec(shortages < 10 ? 10 : 100));
-    return shortages > 600 ? HYB_ACCEPT_SICK : HYB_ACCEPT_RETRY;
-}
-
 hyb_accept_rc hyb_accept_on(hyb_child *ch, ap_listen_rec *lr,
                             apr_socket_t **csd, apr_pool_t *ptrans)
 {
-    static __thread int shortages;
     apr_status_t rv = apr_socket_accept(csd, lr->sd, ptrans);
 
     if (rv == APR_SUCCESS) {
-        shortages = 0;
         HYB_COUNT(ch, accepts, 1);
         return HYB_ACCEPT_OK;
     }
@@ -104,7 +89,8 @@ hyb_accept_rc hyb_accept_on(hyb_child *ch, ap_listen_rec *lr,
     }
     HYB_COUNT(ch, accept_errors, 1);
     if (accept_error_is_shortage(rv)) {
-        return shortage(rv, ++shortages);
+        errno = rv;
+        return HYB_ACCEPT_SHORTAGE;
     }
     if (hyb_child_stopping(ch)) {
         return HYB_ACCEPT_STOP;   /* listener closed under us on the way out */

@@ -2,9 +2,9 @@
  *
  * A strategy is one way for children to take new connections; each lives
  * in its own accept_*.c and exports only its descriptor.  It knows this
- * interface, the child's public face (hybrid_child.h) and the shared
- * services below (accepting with errno sorted, waiting on listeners in
- * hybrid_wait.h), nothing of the parent.
+ * interface, the child's public face (hybrid_child.h) and the services
+ * below and in hybrid_poller.h (the child's one wait, which it hands its
+ * listeners to), nothing of the parent.
  *
  * Operations, in call order.  Required:
  *   open        parent, open_logs of every generation, before any fork:
@@ -12,11 +12,15 @@
  *               failure
  *   child_init  child main thread after fork, before the privilege drop:
  *               attach to what open made, hold the listeners this child
- *               serves (hyb_drain_hold) and set ch->accept_state
- *   accept_one  the worker thread holding the child's accept turn: wait
- *               for one connection and accept it; locks, waiting and
- *               errno classification stay inside
+ *               serves (hyb_drain_hold) and give them to the child's wait
+ *               (hyb_poller_listen), saying how: EPOLLEXCLUSIVE, plain, or
+ *               gated behind the strategy's lock
  * Optional (NULL when the strategy has nothing to do there):
+ *   gate_enter  gated strategies: the accept turn's holder takes the lock
+ *               before it polls the listeners; waits at most `slice`.
+ *               APR_SUCCESS (held), APR_TIMEUP, or anything else when the
+ *               child is stopping
+ *   gate_leave  gives the lock back
  *   probe       parent, check_config: NULL if usable here, else why not
  *   configure   parent, check_config: set core options the strategy
  *               depends on before listeners are opened
@@ -44,7 +48,7 @@ typedef enum {
     HYB_ACCEPT_OK,        /* *csd holds a new connection */
     HYB_ACCEPT_RETRY,     /* nothing this time; loop */
     HYB_ACCEPT_STOP,      /* the child is stopping */
-    HYB_ACCEPT_SICK       /* resource shortage persisted; child should go */
+    HYB_ACCEPT_SHORTAGE   /* out of fds or memory: stop accepting a while */
 } hyb_accept_rc;
 
 struct hyb_strategy {
@@ -52,8 +56,8 @@ struct hyb_strategy {
     hybrid_accept_id_e id;
     apr_status_t (*open)(apr_pool_t *pconf, server_rec *s);
     apr_status_t (*child_init)(hyb_child *ch);
-    hyb_accept_rc (*accept_one)(hyb_child *ch, apr_socket_t **csd,
-                                apr_pool_t *ptrans);
+    apr_status_t (*gate_enter)(hyb_child *ch, apr_interval_time_t slice);
+    void (*gate_leave)(hyb_child *ch);
     const char *(*probe)(apr_pool_t *p);
     const char *(*configure)(cmd_parms *cmd);
     int (*groups)(void);
@@ -83,7 +87,7 @@ void hyb_listeners_nonblocking(ap_listen_rec *lrs);
 
 /* Worker: accept() on a listener the wait said was readable, with errno
  * sorted: EAGAIN is a wake-up another waiter won (counted), a resource
- * shortage backs off and turns into SICK if it lasts, a client's failed
+ * shortage is said as such (the caller pauses), a client's failed
  * handshake is a RETRY. */
 hyb_accept_rc hyb_accept_on(hyb_child *ch, ap_listen_rec *lr,
                             apr_socket_t **csd, apr_pool_t *ptrans);

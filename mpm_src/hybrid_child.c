@@ -38,6 +38,7 @@
 #include "hybrid_counters.h"
 #include "hybrid_drain.h"
 #include "hybrid_notes.h"
+#include "hybrid_poller.h"
 #include "hybrid_retire.h"
 #include "hybrid_server.h"
 #include "hybrid_worker.h"
@@ -252,7 +253,8 @@ static void child_init(hyb_child *ch)
     hyb_notes_child_init();
     ap_reopen_scoreboard(ch->pool, NULL, 0);
     hyb_drain_child_init(ch);
-    if (hyb_conf.strategy->child_init(ch) != APR_SUCCESS) {
+    if (hyb_poller_create(ch) != APR_SUCCESS
+        || hyb_conf.strategy->child_init(ch) != APR_SUCCESS) {
         child_exit(ch, APEXIT_CHILDFATAL);
     }
     if (ap_run_drop_privileges(ch->pool, ap_server_conf)) {

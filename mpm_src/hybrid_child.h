@@ -28,7 +28,7 @@ struct hyb_thread {
     hyb_child *child;
     int num;                  /* scoreboard thread index */
     apr_thread_t *thd;
-    apr_pool_t *ptrans;       /* made by the main thread before start */
+    apr_pool_t *ptrans;       /* a spare pool for the next connection */
     volatile int active_fd;   /* connection being served, or -1 */
     int counted_in_room;      /* waiting, counted in the steering room */
 };
@@ -42,7 +42,8 @@ struct hyb_child {
     int threaded;             /* ThreadsPerChild > 1 */
     int wake_fd[2];           /* readable once the child stops accepting */
     volatile apr_uint32_t stop; /* hyb_stop_mode, set once upwards */
-    apr_thread_mutex_t *accept_turn; /* one thread per child in accept */
+    apr_thread_mutex_t *accept_turn; /* gated listeners: one thread per
+                                        child polls them */
     hyb_thread *threads;
     volatile apr_uint32_t live_threads;
     volatile apr_uint32_t idle_threads;

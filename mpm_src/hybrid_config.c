@@ -99,6 +99,8 @@ void hyb_config_defaults(void)
     memset(&hyb_conf, 0, sizeof(hyb_conf));
     hyb_conf.lim.threads_per_child = hyb_config_threads_per_child();
     hyb_conf.strategy = hyb_strategy_find(HYBRID_DEFAULT_ACCEPT);
+    hyb_conf.async = HYB_ASYNC_UNSET;
+    hyb_conf.async_limit = HYB_DEFAULT_ASYNC_LIMIT;
 }
 
 /* Parses a whole decimal number in [min, max]; returns an error naming
@@ -234,6 +236,28 @@ static const char *set_reuseport_groups(cmd_parms *cmd, void *dummy,
                      &hyb_conf.reuseport_groups);
 }
 
+static const char *set_async(cmd_parms *cmd, void *dummy, int on)
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+
+    if (err) {
+        return err;
+    }
+    hyb_conf.async = on;
+    return NULL;
+}
+
+static const char *set_async_limit(cmd_parms *cmd, void *dummy,
+                                   const char *arg)
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+
+    if (err) {
+        return err;
+    }
+    return parse_int(cmd, arg, 1, 1000000, &hyb_conf.async_limit);
+}
+
 #define NUMBER_CMD(name, field, help) \
     AP_INIT_TAKE1(name, set_number, (void *)(intptr_t)(field), \
                   RSRC_CONF, help)
@@ -266,6 +290,13 @@ const command_rec hyb_cmds[] = {
                   "reuseport or exclusive"),
     AP_INIT_TAKE1("ReusePortGroups", set_reuseport_groups, NULL, RSRC_CONF,
                   "Number of SO_REUSEPORT listener groups, or auto"),
+    AP_INIT_FLAG("AsyncConnections", set_async, NULL, RSRC_CONF,
+                 "On: a connection waiting for its next request, or in its "
+                 "lingering close, holds no thread; Off: one thread serves "
+                 "a connection from start to end"),
+    AP_INIT_TAKE1("AsyncConnectionLimit", set_async_limit, NULL, RSRC_CONF,
+                  "Most connections one child holds with AsyncConnections "
+                  "on; at the limit it takes no new ones"),
     AP_GRACEFUL_SHUTDOWN_TIMEOUT_COMMAND,
     { NULL }
 };
@@ -424,12 +455,30 @@ static void check_idle_processes(server_rec *s)
                     l->spare_max, l->spare_min, l->spare_max);
 }
 
+/* AsyncConnections' default depends on the shape; the limit is at least
+ * one connection per thread. */
+static void resolve_async(server_rec *s)
+{
+    if (hyb_conf.async == HYB_ASYNC_UNSET) {
+        hyb_conf.async = hyb_conf.lim.threads_per_child > 1
+                         || HYB_DEFAULT_ASYNC_TPC1;
+    }
+    if (hyb_conf.async_limit < hyb_conf.lim.threads_per_child) {
+        hyb_config_warn(s, "AsyncConnectionLimit of %d is less than "
+                        "ThreadsPerChild of %d, increasing to %d",
+                        hyb_conf.async_limit, hyb_conf.lim.threads_per_child,
+                        hyb_conf.lim.threads_per_child);
+        hyb_conf.async_limit = hyb_conf.lim.threads_per_child;
+    }
+}
+
 int hyb_config_check(apr_pool_t *p, apr_pool_t *ptemp, server_rec *s)
 {
     if (check_max_connections() != OK) {
         return !OK;
     }
     clamp_limits(s);
+    resolve_async(s);
     if (check_strategy(p, ptemp, s) != OK) {
         return !OK;
     }

@@ -24,10 +24,20 @@
 #define HYBRID_DEFAULT_ACCEPT "exclusive"
 #endif
 
+/* AsyncConnections: unset means on for threaded children and for
+ * ThreadsPerChild 1 as HYB_DEFAULT_ASYNC_TPC1 says. */
+#define HYB_ASYNC_UNSET -1
+#ifndef HYB_DEFAULT_ASYNC_TPC1
+#define HYB_DEFAULT_ASYNC_TPC1 0
+#endif
+#define HYB_DEFAULT_ASYNC_LIMIT 10000
+
 typedef struct hyb_config {
     hyb_limits lim;           /* sizes and spare targets, clamped */
     int reuseport_groups;     /* ReusePortGroups; 0 = auto */
     const hyb_strategy *strategy;
+    int async;                /* AsyncConnections: park idle connections */
+    int async_limit;          /* AsyncConnectionLimit: per child */
     unsigned set_tpc:1, set_strategy:1;
 } hyb_config;
 

@@ -48,6 +48,7 @@
 #include "hybrid_counters.h"
 #include "hybrid_drain.h"
 #include "hybrid_server.h"
+#include "hybrid_poller.h"
 #include "hybrid_worker.h"
 
 /* Bare SYN (SYN set, ACK clear) -> drop; anything else -> keep.  The
@@ -243,7 +244,10 @@ void hyb_drain_drop(apr_socket_t *sd)
     }
 }
 
-/* Async-signal-safe: atomics, getsockopt() and dup2(). */
+/* Async-signal-safe: atomics, getsockopt(), epoll_ctl() and dup2().  The
+ * child's epoll set watches the socket itself, which the parent and the
+ * other children keep open, so it leaves the set first: afterwards its fd
+ * number names /dev/null and could not be taken out any more. */
 void hyb_drain_release(int all)
 {
     int i;
@@ -257,9 +261,22 @@ void hyb_drain_release(int all)
             continue;
         }
         if (!__atomic_exchange_n(&held.released[i], 1, __ATOMIC_SEQ_CST)) {
+            hyb_poller_forget_listener(held.fds[i]);
             dup2(held.placeholder_fd, held.fds[i]);
         }
     }
+}
+
+int hyb_drain_released(void)
+{
+    int i;
+
+    for (i = 0; i < held.n; i++) {
+        if (!__atomic_load_n(&held.released[i], __ATOMIC_SEQ_CST)) {
+            return 0;
+        }
+    }
+    return 1;
 }
 
 /* Takes one connection still queued on closing listener i; gives up on
@@ -284,7 +301,7 @@ static int accept_queued(hyb_child *ch, int i, apr_socket_t **csd,
 }
 
 /* Every free worker joins in. */
-void hyb_drain_serve_queued(hyb_thread *t, apr_pool_t *ptrans)
+void hyb_drain_serve_queued(hyb_thread *t)
 {
     hyb_child *ch = t->child;
     apr_socket_t *csd;
@@ -295,9 +312,15 @@ void hyb_drain_serve_queued(hyb_thread *t, apr_pool_t *ptrans)
             || !listener_closing(held.fds[i])) {
             continue;
         }
-        while (accept_queued(ch, i, &csd, ptrans)) {
-            hyb_worker_serve(t, csd, ptrans);
-            apr_pool_clear(ptrans);
+        for (;;) {
+            apr_pool_t *pool = hyb_poller_take_pool(t);
+
+            if (!accept_queued(ch, i, &csd, pool)) {
+                hyb_poller_recycle(t, pool);
+                break;
+            }
+            hyb_poller_count_accepted();
+            hyb_worker_serve(t, csd, pool);
             served++;
         }
     }

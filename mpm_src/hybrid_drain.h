@@ -42,9 +42,12 @@ void hyb_drain_drop(apr_socket_t *sd);
  * Async-signal-safe. */
 void hyb_drain_release(int all);
 
-/* Worker thread on its way out of a graceful stop: serves what is still
+/* Has this child let go of every listener it held? */
+int hyb_drain_released(void);
+
+/* Worker thread, once the child stops gracefully: serves what is still
  * queued on the closing listeners this child holds, then lets go of
  * them all. */
-void hyb_drain_serve_queued(hyb_thread *t, apr_pool_t *ptrans);
+void hyb_drain_serve_queued(hyb_thread *t);
 
 #endif /* HYBRID_DRAIN_H */

@@ -1,14 +1,13 @@
 /* hybrid_worker.c: one worker thread (or a prefork-style child's only
- * thread): take a connection, serve it, repeat until told to stop.
+ * thread): wait in the child's poller, do what it hands back (a new
+ * connection, a parked one that is ready), repeat until the child is done.
  *
- * Owns: the per-thread transaction pool, the thread's scoreboard state,
- * idle/busy accounting, and telling the parent early when this child has
- * no idle thread left.  How a connection is taken is the strategy's
- * business (hyb_strategy.accept_one); only one thread per child runs it
- * at a time (the accept turn), so a child with no idle thread stops
- * taking connections until one frees up.  Budget (hybrid_retire.c),
- * steering room (reuseport_steer.c) and draining (hybrid_drain.c) are
- * called at their points of the loop.
+ * Owns: the thread's scoreboard state, idle/busy accounting, and telling
+ * the parent early when this child has no idle thread left.  Only idle
+ * threads wait, so a child with no idle thread takes no connection until
+ * one frees up.  The connection path is hybrid_conn.c's; budget
+ * (hybrid_retire.c), steering room (reuseport_steer.c) and draining
+ * (hybrid_drain.c) are called at their points of the loop.
  */
 
 #include "apr_thread_mutex.h"
@@ -24,13 +23,16 @@
 #include "hybrid_accept.h"
 #include "hybrid_child.h"
 #include "hybrid_config.h"
+#include "hybrid_conn.h"
 #include "hybrid_drain.h"
+#include "hybrid_poller.h"
 #include "hybrid_notes.h"
 #include "hybrid_retire.h"
 #include "hybrid_worker.h"
 #include "reuseport_steer.h"
 
 #define HYB_SHORT_NOTICE_GAP apr_time_from_msec(250)
+#define CONN_POOL_MAX_FREE   8192   /* bytes */
 
 /* Tells the parent, at most every 250 ms per child, that this child just
  * ran out of idle threads, so it can spawn before its next tick. */
@@ -54,56 +56,10 @@ static void set_idle(hyb_child *ch, int delta)
     }
 }
 
-static hyb_accept_rc take_connection(hyb_child *ch, apr_socket_t **csd,
-                                     apr_pool_t *ptrans)
-{
-    hyb_accept_rc rc;
-
-    if (ch->threaded) {
-        apr_thread_mutex_lock(ch->accept_turn);
-    }
-    rc = hyb_child_stopping(ch)
-         ? HYB_ACCEPT_STOP : hyb_conf.strategy->accept_one(ch, csd, ptrans);
-    if (ch->threaded) {
-        apr_thread_mutex_unlock(ch->accept_turn);
-    }
-    return rc;
-}
-
-static void serve_connection(hyb_thread *t, apr_socket_t *csd,
-                             apr_pool_t *ptrans)
-{
-    hyb_child *ch = t->child;
-    apr_bucket_alloc_t *ba = apr_bucket_alloc_create(ptrans);
-    ap_sb_handle_t *sbh;
-    apr_os_sock_t fd;
-    conn_rec *c;
-    long conn_id = (long)ch->slot * hyb_conf.lim.thread_limit + t->num;
-
-    apr_os_sock_get(&fd, csd);
-    t->active_fd = fd;
-    ap_create_sb_handle(&sbh, ptrans, ch->slot, t->num);
-    c = ap_run_create_connection(ptrans, ap_server_conf, csd, conn_id, sbh,
-                                 ba);
-    if (c) {
-        ap_process_connection(c, csd);
-        /* The client may reconnect as soon as it sees the close, before
-         * the lingering close is over: count this thread as free for
-         * steering already, so that the new connection comes back here
-         * instead of to a group with no free thread. */
-        hyb_steer_room_wait(t);
-        ap_lingering_close(c);
-    }
-    else {
-        apr_socket_close(csd);
-    }
-    t->active_fd = -1;
-}
-
-void hyb_worker_serve(hyb_thread *t, apr_socket_t *csd, apr_pool_t *ptrans)
+void hyb_worker_serve(hyb_thread *t, apr_socket_t *csd, apr_pool_t *pool)
 {
     set_idle(t->child, -1);
-    serve_connection(t, csd, ptrans);
+    hyb_conn_start(t, csd, pool);
     set_idle(t->child, 1);
 }
 
@@ -112,48 +68,77 @@ apr_pool_t *hyb_worker_make_ptrans(hyb_child *ch)
     apr_allocator_t *allocator;
     apr_pool_t *ptrans;
 
-    /* Each thread owns an allocator, capped by MaxMemFree, so threads
-     * never contend on memory and idle memory is given back. */
+    /* Each pool owns an allocator, so threads never contend on memory.
+     * A parked connection keeps its pool while it idles: it keeps little
+     * memory it does not use (the last request's, freed), so that ten
+     * thousand idle connections cost little; a pool that stays with its
+     * thread keeps up to MaxMemFree, as other MPMs do. */
     apr_allocator_create(&allocator);
-    apr_allocator_max_free_set(allocator, ap_max_mem_free);
+    apr_allocator_max_free_set(allocator, hyb_conf.async ? CONN_POOL_MAX_FREE
+                                                         : ap_max_mem_free);
     apr_pool_create_ex(&ptrans, ch->pool, NULL, allocator);
     apr_allocator_owner_set(allocator, ptrans);
     apr_pool_tag(ptrans, "transaction");
     return ptrans;
 }
 
+/* One thing the child's wait handed this thread. */
+static void handle(hyb_thread *t, const hyb_event *ev)
+{
+    hyb_child *ch = t->child;
+
+    if (ev->kind == HYB_EV_NEW) {
+        hyb_steer_room_took(t);
+        set_idle(ch, -1);
+        hyb_retire_spend(ch);
+        hyb_conn_start(t, ev->csd, ev->pool);
+        set_idle(ch, 1);
+    }
+    else if (ev->kind == HYB_EV_CONN) {
+        /* not the new connection steering counted this thread for */
+        hyb_steer_room_leave(t);
+        set_idle(ch, -1);
+        hyb_conn_resume(t, ev->conn);
+        set_idle(ch, 1);
+    }
+}
+
 void hyb_worker_run(hyb_thread *t)
 {
     hyb_child *ch = t->child;
-    apr_pool_t *ptrans = t->ptrans ? t->ptrans : hyb_worker_make_ptrans(ch);
-    apr_socket_t *csd = NULL;
-    hyb_accept_rc rc = HYB_ACCEPT_RETRY;
+    hyb_event ev = { HYB_EV_NONE, NULL, NULL, NULL };
+    int drained = 0;
 
+#if AP_HAS_THREAD_LOCAL
+    if (!t->thd) {
+        t->thd = ap_thread_current();   /* ThreadsPerChild 1: main thread */
+    }
+#endif
+    if (!t->ptrans) {
+        t->ptrans = hyb_worker_make_ptrans(ch);
+    }
     set_idle(ch, 1);
-    while (!hyb_child_stopping(ch)) {
+    for (;;) {
+        if (hyb_child_stopping(ch) && !drained) {
+            drained = 1;
+            hyb_steer_room_leave(t);
+            hyb_drain_serve_queued(t);
+        }
         ap_update_child_status_from_indexes(ch->slot, t->num, SERVER_READY,
                                             NULL);
-        hyb_steer_room_wait(t);
-        rc = take_connection(ch, &csd, ptrans);
-        if (rc == HYB_ACCEPT_STOP || rc == HYB_ACCEPT_SICK) {
+        if (!hyb_child_stopping(ch)) {
+            hyb_steer_room_wait(t);
+        }
+        hyb_poller_next(t, &ev);
+        if (ev.kind == HYB_EV_EXIT || ev.kind == HYB_EV_SICK) {
             break;
         }
-        if (rc == HYB_ACCEPT_OK) {
-            hyb_steer_room_took(t);
-            set_idle(ch, -1);
-            hyb_retire_spend(ch);
-            serve_connection(t, csd, ptrans);
-            set_idle(ch, 1);
-        }
-        apr_pool_clear(ptrans);
+        handle(t, &ev);
     }
     hyb_steer_room_leave(t);
-    if (rc == HYB_ACCEPT_SICK) {
+    if (ev.kind == HYB_EV_SICK) {
         ch->sick = 1;
         hyb_child_request_stop(ch, HYB_STOP_GRACEFUL);
-    }
-    else {
-        hyb_drain_serve_queued(t, ptrans);
     }
     set_idle(ch, -1);
     ap_update_child_status_from_indexes(ch->slot, t->num,

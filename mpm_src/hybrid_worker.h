@@ -19,7 +19,7 @@ void *APR_THREAD_FUNC hyb_worker_thread(apr_thread_t *thd, void *data);
 apr_pool_t *hyb_worker_make_ptrans(hyb_child *ch);
 
 /* Serves one accepted connection on this thread, which counts as busy
- * meanwhile. */
+ * meanwhile (the pool goes with the connection). */
 void hyb_worker_serve(hyb_thread *t, apr_socket_t *csd, apr_pool_t *ptrans);
 
 #endif /* HYBRID_WORKER_H */

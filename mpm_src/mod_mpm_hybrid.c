@@ -15,12 +15,15 @@
 #define HYB_MODULE_GLUE   /* AP_DECLARE_MODULE below sets the log index */
 
 #include <sys/prctl.h>
+#include <sys/resource.h>
 
 #include "httpd.h"
 #include "http_config.h"
+#include "http_connection.h"
 #include "http_log.h"
 #include "http_core.h"
 #include "http_main.h"
+#include "http_protocol.h"
 #include "ap_listen.h"
 #include "ap_mpm.h"
 #include "mpm_common.h"
@@ -29,6 +32,7 @@
 
 #include "hybrid_accept.h"
 #include "hybrid_config.h"
+#include "hybrid_conn.h"
 #include "hybrid_counters.h"
 #include "hybrid_drain.h"
 #include "hybrid_notes.h"
@@ -93,6 +97,16 @@ static int hyb_query(int query_code, int *result, apr_status_t *rv)
         break;
     case AP_MPMQ_GENERATION:
         *result = hyb_server.mpm ? hyb_server.mpm->my_generation : 0;
+        break;
+    case AP_MPMQ_IS_ASYNC:
+        /* http_core then serves one request per call and leaves the
+         * connection's state for the MPM (hybrid_conn.c) */
+        if (hyb_conf.async > 0) {
+            *result = 1;
+        }
+        else {
+            *rv = APR_ENOTIMPL;
+        }
         break;
     default:
         *rv = APR_ENOTIMPL;
@@ -178,6 +192,30 @@ static int hyb_check_config(apr_pool_t *p, apr_pool_t *plog,
     return rc;
 }
 
+/* A child holds a file descriptor per connection: the soft limit goes up
+ * to the hard one (children inherit it), and a limit too low for
+ * AsyncConnectionLimit is said once. */
+static void raise_fd_limit(server_rec *s)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0) {
+        return;
+    }
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (hyb_conf.async > 0 && rl.rlim_cur != RLIM_INFINITY
+        && rl.rlim_cur < (rlim_t)hyb_conf.async_limit + 64) {
+        hyb_config_warn(s, "AsyncConnectionLimit %d needs about %d file "
+                        "descriptors per child, but the limit is %lu (ulimit "
+                        "-Hn): a child stops accepting when it runs out",
+                        hyb_conf.async_limit, hyb_conf.async_limit + 64,
+                        (unsigned long)rl.rlim_cur);
+    }
+}
+
 /* Runs before the core's open_logs so start-up errors still reach the
  * console; as root, before any fork. */
 static int hyb_open_logs(apr_pool_t *p, apr_pool_t *plog, apr_pool_t *ptemp,
@@ -188,6 +226,7 @@ static int hyb_open_logs(apr_pool_t *p, apr_pool_t *plog, apr_pool_t *ptemp,
     apr_status_t rv;
 
     hyb_server.pconf = p;
+    raise_fd_limit(s);
     hyb_drain_mark_removed_listeners();
     if (ap_setup_listeners(ap_server_conf) < 1) {
         ap_log_error(APLOG_MARK, APLOG_ALERT | flags, 0, log_s,
@@ -216,6 +255,14 @@ static int hyb_post_config(apr_pool_t *p, apr_pool_t *plog, apr_pool_t *ptemp,
     return OK;
 }
 
+static int hyb_pre_connection(conn_rec *c, void *csd)
+{
+    if (hyb_conf.async > 0) {
+        hyb_conn_setup_secondary(c);
+    }
+    return OK;
+}
+
 static void hyb_register_hooks(apr_pool_t *p)
 {
     /* open_logs must run before the core's, which redirects stderr. */
@@ -226,6 +273,12 @@ static void hyb_register_hooks(apr_pool_t *p)
     ap_hook_pre_config(hyb_pre_config, NULL, NULL, APR_HOOK_REALLY_FIRST);
     ap_hook_check_config(hyb_check_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_post_config(hyb_post_config, NULL, NULL, APR_HOOK_MIDDLE);
+    /* HTTP/2 secondary connections need their own state before any other
+     * pre_connection hook looks at it. */
+    ap_hook_pre_connection(hyb_pre_connection, NULL, NULL,
+                           APR_HOOK_REALLY_FIRST);
+    ap_hook_post_read_request(hyb_conn_note_request, NULL, NULL,
+                              APR_HOOK_MIDDLE);
     ap_hook_mpm(hyb_parent_run, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_mpm_query(hyb_query, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_mpm_get_name(hyb_get_name, NULL, NULL, APR_HOOK_MIDDLE);

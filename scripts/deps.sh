@@ -50,6 +50,8 @@ chromium                renders /child-status in a real browser (test_child_stat
 wrk                     the benchmark harness on a tiny workload (test_bench_smoke)
 gnuplot-nox             the benchmark chart (test_bench_smoke)
 git                     git describe names the build in the benchmark report (test_bench_smoke)
+openssl                 a throwaway certificate for TLS keep-alive (test_async)
+util-linux              prlimit, a low fd limit for one server (test_async)
 linux-perf              perf counts syscalls per connection in the counting harness (test_bench_smoke)
 EOF
 }

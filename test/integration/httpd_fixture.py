@@ -57,6 +57,8 @@ TOOLS = {
     "wrk": "wrk",
     "gnuplot": "gnuplot-nox",
     "git": "git",
+    "openssl": "openssl",
+    "prlimit": "util-linux",
     "perf": "linux-perf",
 }
 
@@ -273,9 +275,12 @@ class Httpd:
     def configtest(self):
         return self.cmd("-t")
 
-    def start(self, extra=(), wait=True, timeout=15):
+    def start(self, extra=(), wait=True, timeout=15, prefix=()):
+        """prefix: a program that execs apache2 (prlimit ...): the pid
+        stays the server's."""
         self.proc = subprocess.Popen(
-            [self.binary, "-f", self.conf_path, "-DFOREGROUND", *extra],
+            [*prefix, self.binary, "-f", self.conf_path, "-DFOREGROUND",
+             *extra],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             start_new_session=True, env=apache_env())
         self.pid = self.proc.pid

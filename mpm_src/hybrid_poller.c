@@ -1,0 +1,805 @@
+/* hybrid_poller.c: a child's one wait (hybrid_poller.h).
+ *
+ * Owns: the child's epoll set and what is in it (listeners, parked
+ * connections, the wake-up pipe, an eventfd that sends every thread home,
+ * and for gated listeners an eventfd that hands the accept turn on), the
+ * timer heap of parked connections, the child's connection counts and
+ * limit, the pool of transaction pools, and the gated wait of the mutex
+ * strategy.
+ *
+ * Threads: every idle thread waits in epoll_wait(1 event).  A parked
+ * connection is armed EPOLLONESHOT, so its readiness goes to exactly one
+ * thread, which claims it under the lock (taking it off the heap).  A
+ * connection whose wait runs out is never closed by the thread that
+ * notices: that thread marks it expired and shuts its socket down, which
+ * fires its one event, and whoever gets that event closes it.  So exactly
+ * one thread ever owns a connection, and nobody frees memory another
+ * thread may still read.
+ *
+ * Listeners are level-triggered (EPOLLEXCLUSIVE where the strategy wants
+ * one child woken per connection).  Every HYB_REARM_EVERY accepts a child
+ * re-adds its exclusive listeners, which moves it to the back of the
+ * kernel's wake-up order (nginx does the same, for the same reason).
+ */
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "apr_portable.h"
+
+#include "httpd.h"
+#include "http_config.h"
+#include "http_log.h"
+#include "http_main.h"
+#include "scoreboard.h"
+
+#include "hybrid_accept.h"
+#include "hybrid_child.h"
+#include "hybrid_config.h"
+#include "hybrid_conn.h"
+#include "hybrid_counters.h"
+#include "hybrid_drain.h"
+#include "hybrid_poller.h"
+#include "hybrid_server.h"
+#include "hybrid_worker.h"
+
+#define HYB_REARM_EVERY      8
+#define HOUSEKEEPING_EVERY   apr_time_from_msec(100)
+#define GATED_SHORT_SLICE    apr_time_from_msec(10)
+#define FREE_POOLS_KEPT      64
+#define SHORTAGE_PAUSE       apr_time_from_msec(200)
+#define SHORTAGES_SICK       600
+
+/* epoll data: a connection's address (8-aligned), or a tag in the low
+ * three bits with an index above them. */
+enum { TAG_CONN = 0, TAG_LISTEN = 1, TAG_WAKE = 2, TAG_DONE = 3,
+       TAG_TOKEN = 4 };
+
+#define TAG_OF(u)   ((int)((u) & 7))
+#define INDEX_OF(u) ((int)((u) >> 3))
+
+typedef struct {
+    hyb_child *ch;
+    int epfd;
+    int flags;                /* HYB_LISTEN_* of the listeners */
+    int nlisten;
+    ap_listen_rec **lrs;
+    int *lfds;
+    int listening;            /* listeners are in the epoll set */
+    apr_uint32_t accepts;     /* since the last re-arm (exclusive) */
+    int done_fd;              /* eventfd: every thread leaves */
+    int token_fd;             /* eventfd (gated): take the accept turn */
+    int stop_handled;
+    pthread_mutex_t lock;     /* everything below */
+    hyb_conn **heap;          /* parked connections by expiry */
+    int nheap, heap_cap;
+    int parked[HYB_PARK_KINDS];
+    apr_uint32_t held;        /* connections this child has */
+    apr_time_t next_housekeeping;
+    apr_time_t paused_until;  /* listeners off after a shortage */
+    int shortages;            /* in a row */
+    int limit_logged, shortage_logged;
+    apr_pool_t **free;
+    int nfree;
+} poller;
+
+static poller P = { .epfd = -1, .done_fd = -1, .token_fd = -1 };
+
+/* ------------------------------------------------------------------ */
+/* The timer heap (under P.lock)                                       */
+
+static void heap_place(int i, hyb_conn *conn)
+{
+    P.heap[i] = conn;
+    conn->park.index = i;
+}
+
+static void heap_up(int i)
+{
+    hyb_conn *conn = P.heap[i];
+
+    while (i > 0 && P.heap[(i - 1) / 2]->park.expiry > conn->park.expiry) {
+        heap_place(i, P.heap[(i - 1) / 2]);
+        i = (i - 1) / 2;
+    }
+    heap_place(i, conn);
+}
+
+static void heap_down(int i)
+{
+    hyb_conn *conn = P.heap[i];
+
+    for (;;) {
+        int child = 2 * i + 1;
+
+        if (child >= P.nheap) {
+            break;
+        }
+        if (child + 1 < P.nheap
+            && P.heap[child + 1]->park.expiry < P.heap[child]->park.expiry) {
+            child++;
+        }
+        if (P.heap[child]->park.expiry >= conn->park.expiry) {
+            break;
+        }
+        heap_place(i, P.heap[child]);
+        i = child;
+    }
+    heap_place(i, conn);
+}
+
+static int heap_insert(hyb_conn *conn)
+{
+    if (P.nheap == P.heap_cap) {
+        int cap = P.heap_cap ? 2 * P.heap_cap : 1024;
+        hyb_conn **grown = realloc(P.heap, sizeof(*grown) * cap);
+
+        if (!grown) {
+            return -1;
+        }
+        P.heap = grown;
+        P.heap_cap = cap;
+    }
+    heap_place(P.nheap++, conn);
+    heap_up(conn->park.index);
+    return 0;
+}
+
+static void heap_remove(hyb_conn *conn)
+{
+    int i = conn->park.index;
+    hyb_conn *last = P.heap[--P.nheap];
+
+    conn->park.index = -1;
+    if (i == P.nheap) {
+        return;
+    }
+    heap_place(i, last);
+    heap_down(i);
+    heap_up(last->park.index);
+}
+
+/* ------------------------------------------------------------------ */
+/* Set-up                                                              */
+
+/* On kernels with EPOLLEXCLUSIVE, EPOLL_CTL_MOD of an exclusive entry is
+ * refused with EINVAL; older kernels silently ignore the unknown flag. */
+int hyb_exclusive_supported(void)
+{
+    int ep = epoll_create1(EPOLL_CLOEXEC), fds[2], ok = 0;
+    struct epoll_event ev;
+
+    if (ep < 0) {
+        return 0;
+    }
+    if (pipe(fds) == 0) {
+        memset(&ev, 0, sizeof(ev));
+        ev.events = EPOLLIN | EPOLLEXCLUSIVE;
+        if (epoll_ctl(ep, EPOLL_CTL_ADD, fds[0], &ev) == 0) {
+            ok = epoll_ctl(ep, EPOLL_CTL_MOD, fds[0], &ev) < 0
+                 && errno == EINVAL;
+        }
+        close(fds[0]);
+        close(fds[1]);
+    }
+    close(ep);
+    return ok;
+}
+
+static int add_fd(int fd, apr_uint32_t events, apr_uint64_t data)
+{
+    struct epoll_event ev;
+
+    memset(&ev, 0, sizeof(ev));
+    ev.events = events;
+    ev.data.u64 = data;
+    return epoll_ctl(P.epfd, EPOLL_CTL_ADD, fd, &ev);
+}
+
+apr_status_t hyb_poller_create(hyb_child *ch)
+{
+    P.ch = ch;
+    pthread_mutex_init(&P.lock, NULL);
+    P.free = apr_pcalloc(ch->pool, sizeof(*P.free) * FREE_POOLS_KEPT);
+    P.epfd = epoll_create1(EPOLL_CLOEXEC);
+    P.done_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    P.token_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (P.epfd < 0 || P.done_fd < 0 || P.token_fd < 0
+        || add_fd(ch->wake_fd[0], EPOLLIN, TAG_WAKE) < 0
+        || add_fd(P.done_fd, EPOLLIN, TAG_DONE) < 0
+        || add_fd(P.token_fd, EPOLLIN | EPOLLONESHOT, TAG_TOKEN) < 0) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, errno, ap_server_conf,
+                     HYBLOGNO(00095) "child: cannot set up its epoll set");
+        return APR_EGENERAL;
+    }
+    return APR_SUCCESS;
+}
+
+static int listeners_on(void)
+{
+    apr_uint32_t events = EPOLLIN;
+    int i;
+
+    if (P.flags & HYB_LISTEN_EXCLUSIVE) {
+        events |= EPOLLEXCLUSIVE;
+    }
+    for (i = 0; i < P.nlisten; i++) {
+        if (P.lfds[i] >= 0
+            && add_fd(P.lfds[i], events,
+                      ((apr_uint64_t)i << 3) | TAG_LISTEN) < 0
+            && errno != EEXIST) {
+            return errno;
+        }
+    }
+    P.listening = 1;
+    return 0;
+}
+
+static void listeners_off(void)
+{
+    int i;
+
+    for (i = 0; i < P.nlisten; i++) {
+        if (P.lfds[i] >= 0) {
+            epoll_ctl(P.epfd, EPOLL_CTL_DEL, P.lfds[i], NULL);
+        }
+    }
+    P.listening = 0;
+}
+
+apr_status_t hyb_poller_listen(hyb_child *ch, ap_listen_rec *lrs, int flags)
+{
+    ap_listen_rec *lr;
+    int i = 0;
+
+    for (lr = lrs; lr; lr = lr->next) {
+        P.nlisten++;
+    }
+    if (!P.nlisten) {
+        return APR_ENOSOCKET;
+    }
+    P.flags = flags;
+    P.lrs = apr_pcalloc(ch->pool, sizeof(*P.lrs) * P.nlisten);
+    P.lfds = apr_pcalloc(ch->pool, sizeof(*P.lfds) * P.nlisten);
+    for (lr = lrs; lr; lr = lr->next, i++) {
+        apr_os_sock_t fd;
+
+        apr_os_sock_get(&fd, lr->sd);
+        P.lrs[i] = lr;
+        P.lfds[i] = fd;
+    }
+    if (!(flags & HYB_LISTEN_GATED) && listeners_on() != 0) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, errno, ap_server_conf,
+                     HYBLOGNO(00096) "child: cannot add its listeners to "
+                     "its epoll set%s", (flags & HYB_LISTEN_EXCLUSIVE)
+                     ? " (EPOLLEXCLUSIVE)" : "");
+        return APR_EGENERAL;
+    }
+    return APR_SUCCESS;
+}
+
+void hyb_poller_forget_listener(int fd)
+{
+    int i;
+
+    if (P.epfd < 0) {
+        return;
+    }
+    epoll_ctl(P.epfd, EPOLL_CTL_DEL, fd, NULL);
+    for (i = 0; i < P.nlisten; i++) {
+        if (P.lfds[i] == fd) {
+            P.lfds[i] = -1;
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Pools: each connection has its own, so it can move between threads.  */
+
+void hyb_poller_recycle(hyb_thread *t, apr_pool_t *pool)
+{
+    apr_pool_clear(pool);
+    if (!t->ptrans) {
+        t->ptrans = pool;
+        return;
+    }
+    pthread_mutex_lock(&P.lock);
+    if (P.nfree < FREE_POOLS_KEPT) {
+        P.free[P.nfree++] = pool;
+        pool = NULL;
+    }
+    pthread_mutex_unlock(&P.lock);
+    if (pool) {
+        apr_pool_destroy(pool);
+    }
+}
+
+apr_pool_t *hyb_poller_take_pool(hyb_thread *t)
+{
+    apr_pool_t *pool = t->ptrans;
+
+    if (pool) {
+        t->ptrans = NULL;
+        return pool;
+    }
+    pthread_mutex_lock(&P.lock);
+    if (P.nfree) {
+        pool = P.free[--P.nfree];
+    }
+    pthread_mutex_unlock(&P.lock);
+    return pool ? pool : hyb_worker_make_ptrans(t->child);
+}
+
+/* ------------------------------------------------------------------ */
+/* Counts, the limit, the scoreboard                                   */
+
+static int limit(void)
+{
+    return hyb_conf.async ? hyb_conf.async_limit
+                          : hyb_conf.lim.threads_per_child;
+}
+
+/* Under P.lock: the listeners come back once the child is well below its
+ * limit and any shortage pause is over. */
+static void maybe_listen_again(apr_time_t now)
+{
+    if (!P.listening && !(P.flags & HYB_LISTEN_GATED) && P.nlisten
+        && !hyb_child_stopping(P.ch) && now >= P.paused_until
+        && P.held < (apr_uint32_t)limit() - (apr_uint32_t)limit() / 10) {
+        listeners_on();
+    }
+}
+
+static void publish_counts(void)
+{
+    process_score *ps = ap_get_scoreboard_process(P.ch->slot);
+
+    ps->connections = P.held;
+    ps->keep_alive = P.parked[HYB_PARK_KEEPALIVE];
+    ps->write_completion = P.parked[HYB_PARK_WRITE];
+    ps->lingering_close = P.parked[HYB_PARK_LINGER];
+    ps->suspended = 0;
+    ps->not_accepting = !P.listening && !(P.flags & HYB_LISTEN_GATED);
+}
+
+/* One more connection.  At the limit the child takes no more, so that
+ * the other children do. */
+void hyb_poller_count_accepted(void)
+{
+    pthread_mutex_lock(&P.lock);
+    P.held++;
+    P.shortages = 0;
+    if (P.listening && P.held >= (apr_uint32_t)limit() && hyb_conf.async) {
+        listeners_off();
+        if (!P.limit_logged) {
+            P.limit_logged = 1;
+            ap_log_error(APLOG_MARK, APLOG_INFO, 0, ap_server_conf,
+                         HYBLOGNO(00112) "child %d holds %d connections "
+                         "(AsyncConnectionLimit): it takes no new ones "
+                         "until it has fewer", P.ch->slot, limit());
+        }
+    }
+    pthread_mutex_unlock(&P.lock);
+}
+
+static int stop_done(void)
+{
+    return hyb_child_stopping(P.ch) && hyb_drain_released()
+           && P.held <= (apr_uint32_t)P.parked[HYB_PARK_LINGER];
+}
+
+/* Every thread leaves (level-triggered: each epoll_wait returns it). */
+static void send_everyone_home(void)
+{
+    apr_uint64_t one = 1;
+
+    if (write(P.done_fd, &one, sizeof(one)) < 0) {
+        /* already readable */
+    }
+}
+
+void hyb_poller_conn_gone(hyb_child *ch)
+{
+    int done;
+
+    pthread_mutex_lock(&P.lock);
+    P.held--;
+    maybe_listen_again(apr_time_now());
+    done = stop_done();
+    pthread_mutex_unlock(&P.lock);
+    if (done) {
+        send_everyone_home();
+    }
+}
+
+void hyb_poller_close(hyb_thread *t, hyb_conn *conn)
+{
+    apr_pool_t *pool = conn->pool;
+
+    apr_socket_close(conn->sock);
+    hyb_poller_recycle(t, pool);
+    hyb_poller_conn_gone(t->child);
+}
+
+/* ------------------------------------------------------------------ */
+/* Parking and claiming                                                */
+
+apr_status_t hyb_poller_park(hyb_conn *conn, hyb_park_kind kind,
+                             int want_write, apr_interval_time_t timeout)
+{
+    struct epoll_event ev;
+    int op = conn->park.registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+
+    pthread_mutex_lock(&P.lock);
+    conn->park.kind = kind;
+    conn->park.expired = 0;
+    conn->park.since = apr_time_now();
+    conn->park.expiry = conn->park.since + timeout;
+    if (heap_insert(conn) < 0) {
+        pthread_mutex_unlock(&P.lock);
+        return APR_ENOMEM;
+    }
+    P.parked[kind]++;
+    pthread_mutex_unlock(&P.lock);
+
+    /* Armed last: from here on another thread may own it. */
+    memset(&ev, 0, sizeof(ev));
+    ev.events = (want_write ? EPOLLOUT : EPOLLIN) | EPOLLONESHOT;
+    ev.data.u64 = (apr_uint64_t)(uintptr_t)conn;
+    conn->park.registered = 1;
+    if (epoll_ctl(P.epfd, op, conn->fd, &ev) < 0) {
+        apr_status_t rv = errno;
+
+        pthread_mutex_lock(&P.lock);
+        heap_remove(conn);
+        P.parked[kind]--;
+        pthread_mutex_unlock(&P.lock);
+        return rv;
+    }
+    return APR_SUCCESS;
+}
+
+/* A parked connection's one event came to this thread: it is ours now. */
+static hyb_conn *claim(hyb_conn *conn)
+{
+    pthread_mutex_lock(&P.lock);
+    if (conn->park.index >= 0) {
+        heap_remove(conn);
+        P.parked[conn->park.kind]--;
+    }
+    /* else: its wait ran out and it was taken off the heap then */
+    pthread_mutex_unlock(&P.lock);
+    return conn;
+}
+
+static int readable_now(int fd)
+{
+    struct pollfd pfd = { fd, POLLIN, 0 };
+
+    return poll(&pfd, 1, 0) > 0;
+}
+
+/* Under P.lock: the connection's wait ran out.  It is taken off the heap
+ * and its socket shut down, which fires its event; the thread that gets
+ * it closes the connection.  A keep-alive connection whose next request
+ * has arrived is not expired: a thread is on its way to serve it. */
+static void expire(hyb_conn *conn, apr_time_t now)
+{
+    if (conn->park.kind == HYB_PARK_KEEPALIVE && readable_now(conn->fd)) {
+        heap_remove(conn);
+        conn->park.expiry = now + apr_time_from_sec(1);
+        heap_insert(conn);
+        return;
+    }
+    heap_remove(conn);
+    P.parked[conn->park.kind]--;
+    conn->park.expired = 1;
+    shutdown(conn->fd, conn->park.kind == HYB_PARK_WRITE ? SHUT_RDWR
+                                                         : SHUT_RD);
+}
+
+/* A stopping child: idle keep-alive connections go (a request that has
+ * already arrived is still served, with Connection: close).  Closing one
+ * races a request the client may be sending that moment, which would be
+ * lost; a client that is busy on its connection sends its next request
+ * within microseconds, so only connections idle for STOP_IDLE_GRACE are
+ * closed, the others are answered (with Connection: close) or closed
+ * once they have been idle that long.  The child exits soon either way. */
+#define STOP_IDLE_GRACE apr_time_from_msec(200)
+
+static void expire_idle_keepalive(apr_time_t now)
+{
+    int i;
+
+    for (i = P.nheap - 1; i >= 0; i--) {
+        if (i < P.nheap && P.heap[i]->park.kind == HYB_PARK_KEEPALIVE
+            && now - P.heap[i]->park.since >= STOP_IDLE_GRACE) {
+            hyb_conn *conn = P.heap[i];
+
+            if (!readable_now(conn->fd)) {
+                expire(conn, now);
+            }
+        }
+    }
+}
+
+/* Timers, the listeners' return, the scoreboard's counts, and what a
+ * stop asks for: done by one thread at a time, at most every 100 ms. */
+static void housekeeping(apr_time_t now)
+{
+    int done;
+
+    int new_stop = hyb_child_stopping(P.ch) && !P.stop_handled;
+
+    /* A stop is seen at once: until then the wake pipe keeps every
+     * epoll_wait returning. */
+    if ((now < P.next_housekeeping && !new_stop)
+        || pthread_mutex_trylock(&P.lock) != 0) {
+        return;
+    }
+    P.next_housekeeping = now + HOUSEKEEPING_EVERY;
+    while (P.nheap && P.heap[0]->park.expiry <= now) {
+        expire(P.heap[0], now);
+    }
+    if (hyb_child_stopping(P.ch)) {
+        if (!P.stop_handled) {
+            P.stop_handled = 1;
+            epoll_ctl(P.epfd, EPOLL_CTL_DEL, P.ch->wake_fd[0], NULL);
+        }
+        expire_idle_keepalive(now);
+    }
+    maybe_listen_again(now);
+    publish_counts();
+    done = stop_done();
+    pthread_mutex_unlock(&P.lock);
+    if (hyb_child_stopping(P.ch)) {
+        hyb_drain_release(0);
+    }
+    if (done) {
+        send_everyone_home();
+    }
+}
+
+/* How long a thread may sleep: until the next expiry, at most a slice. */
+static int wait_ms(apr_time_t now)
+{
+    apr_time_t next = now + apr_time_from_msec(HYB_WAIT_SLICE_MS);
+
+    pthread_mutex_lock(&P.lock);
+    if (P.nheap && P.heap[0]->park.expiry < next) {
+        next = P.heap[0]->park.expiry;
+    }
+    if (hyb_child_stopping(P.ch) && P.parked[HYB_PARK_KEEPALIVE]
+        && now + HOUSEKEEPING_EVERY < next) {
+        next = now + HOUSEKEEPING_EVERY;   /* idle ones go soon */
+    }
+    if (!P.listening && P.paused_until > now && P.paused_until < next) {
+        next = P.paused_until;
+    }
+    pthread_mutex_unlock(&P.lock);
+    next = next > now ? next - now : 0;
+    return (int)apr_time_as_msec(next + 999);   /* never sooner */
+}
+
+/* ------------------------------------------------------------------ */
+/* Accepting                                                           */
+
+/* A shortage (fd limit, memory): said once, and the child stops
+ * accepting for a moment instead of spinning; if it lasts, the thread
+ * gives up (the child is replaced). */
+static hyb_event_kind shortage(void)
+{
+    hyb_event_kind kind = HYB_EV_NONE;
+
+    pthread_mutex_lock(&P.lock);
+    if (!P.shortage_logged) {
+        P.shortage_logged = 1;
+        ap_log_error(APLOG_MARK, APLOG_ERR, errno, ap_server_conf,
+                     HYBLOGNO(00020) "child %d: accept failed for lack of "
+                     "resources (%d connections held); it stops accepting "
+                     "for a while. Raise the file descriptor limit (ulimit "
+                     "-n) or lower AsyncConnectionLimit", P.ch->slot,
+                     (int)P.held);
+    }
+    if (P.listening) {
+        listeners_off();
+    }
+    P.paused_until = apr_time_now() + SHORTAGE_PAUSE;
+    if (++P.shortages > SHORTAGES_SICK) {
+        kind = HYB_EV_SICK;
+    }
+    pthread_mutex_unlock(&P.lock);
+    return kind;
+}
+
+static void rearm_exclusive(void)
+{
+    if (!(P.flags & HYB_LISTEN_EXCLUSIVE)
+        || __atomic_add_fetch(&P.accepts, 1, __ATOMIC_RELAXED)
+           % HYB_REARM_EVERY) {
+        return;
+    }
+    pthread_mutex_lock(&P.lock);
+    if (P.listening) {
+        listeners_off();
+        listeners_on();
+    }
+    pthread_mutex_unlock(&P.lock);
+}
+
+static void accept_new(hyb_thread *t, int i, hyb_event *ev)
+{
+    apr_pool_t *pool = hyb_poller_take_pool(t);
+    hyb_accept_rc rc = HYB_ACCEPT_RETRY;
+
+    if (i >= 0 && i < P.nlisten && P.lfds[i] >= 0) {
+        rc = hyb_accept_on(t->child, P.lrs[i], &ev->csd, pool);
+    }
+    if (rc != HYB_ACCEPT_OK) {
+        t->ptrans = pool;     /* kept for the next one */
+        ev->kind = rc == HYB_ACCEPT_SHORTAGE ? shortage() : HYB_EV_NONE;
+        return;
+    }
+    hyb_poller_count_accepted();
+    rearm_exclusive();
+    ev->kind = HYB_EV_NEW;
+    ev->pool = pool;
+}
+
+/* What an epoll event asks of this thread. */
+static void dispatch(hyb_thread *t, const struct epoll_event *e,
+                     hyb_event *ev)
+{
+    apr_uint64_t u = e->data.u64, v;
+
+    switch (TAG_OF(u)) {
+    case TAG_CONN:
+        ev->kind = HYB_EV_CONN;
+        ev->conn = claim((hyb_conn *)(uintptr_t)u);
+        break;
+    case TAG_LISTEN:
+        accept_new(t, INDEX_OF(u), ev);
+        break;
+    case TAG_DONE:
+        ev->kind = HYB_EV_EXIT;
+        break;
+    case TAG_TOKEN:
+        if (read(P.token_fd, &v, sizeof(v)) < 0) {
+            /* taken by another thread */
+        }
+        break;
+    default:                  /* the wake pipe: housekeeping handles it */
+        break;
+    }
+}
+
+static void epoll_next(hyb_thread *t, int timeout_ms, hyb_event *ev)
+{
+    struct epoll_event e;
+    int n = epoll_wait(P.epfd, &e, 1, timeout_ms);
+
+    if (n > 0) {
+        dispatch(t, &e, ev);
+    }
+    else if (n == 0 && timeout_ms >= HYB_WAIT_SLICE_MS) {
+        hyb_child_check_parent(t->child);
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Gated listeners (AcceptStrategy mutex): one thread of the child at a
+ * time holds the accept turn, takes the strategy's lock, and polls the
+ * listeners (and the epoll set, so that the child's parked connections
+ * are not left waiting while it does).  The other idle threads wait in
+ * the epoll set; a thread leaving the turn hands it on with the token. */
+
+/* Leaves the accept turn; a thread that leaves it to serve something
+ * hands it on to a thread waiting in the epoll set. */
+static void pass_turn(hyb_child *ch, int hand_on)
+{
+    struct epoll_event e;
+    apr_uint64_t one = 1;
+
+    if (!ch->threaded) {
+        return;
+    }
+    apr_thread_mutex_unlock(ch->accept_turn);
+    if (!hand_on) {
+        return;
+    }
+    memset(&e, 0, sizeof(e));
+    e.events = EPOLLIN | EPOLLONESHOT;
+    e.data.u64 = TAG_TOKEN;
+    if (write(P.token_fd, &one, sizeof(one)) < 0) {
+        /* already posted */
+    }
+    epoll_ctl(P.epfd, EPOLL_CTL_MOD, P.token_fd, &e);
+}
+
+/* Holding the strategy's lock: waits for a listener, the epoll set or
+ * the stop; returns 1 if something came, 0 on a quiet slice. */
+static int gated_poll(hyb_thread *t, hyb_event *ev)
+{
+    struct pollfd fds[P.nlisten + 2];
+    int i, n;
+
+    for (i = 0; i < P.nlisten; i++) {
+        fds[i].fd = P.lfds[i];
+        fds[i].events = POLLIN;
+    }
+    fds[P.nlisten].fd = t->child->wake_fd[0];
+    fds[P.nlisten].events = POLLIN;
+    fds[P.nlisten + 1].fd = P.epfd;
+    fds[P.nlisten + 1].events = POLLIN;
+    n = poll(fds, P.nlisten + 2, HYB_WAIT_SLICE_MS);
+    if (n <= 0) {
+        return 0;
+    }
+    for (i = 0; i < P.nlisten; i++) {
+        int k = (int)((P.accepts + i) % P.nlisten);
+
+        if (fds[k].revents & (POLLIN | POLLERR | POLLHUP)) {
+            P.accepts++;          /* round-robin start among listeners */
+            accept_new(t, k, ev);
+            return ev->kind != HYB_EV_NONE;
+        }
+    }
+    return 1;                     /* the wake pipe or the epoll set */
+}
+
+/* One try at the accept turn.  With no other thread on the epoll set (a
+ * ThreadsPerChild 1 child), a child with parked connections waits for the
+ * lock only in short slices, and looks at the epoll set in between. */
+static void gated_next(hyb_thread *t, hyb_event *ev)
+{
+    hyb_child *ch = t->child;
+    const hyb_strategy *st = hyb_conf.strategy;
+    int alone = !ch->threaded && P.nheap;
+    apr_status_t rv;
+
+    if (ch->threaded
+        && apr_thread_mutex_trylock(ch->accept_turn) != APR_SUCCESS) {
+        epoll_next(t, wait_ms(apr_time_now()), ev);
+        return;
+    }
+    rv = st->gate_enter(ch, alone ? GATED_SHORT_SLICE
+                                  : apr_time_from_msec(HYB_WAIT_SLICE_MS));
+    if (rv == APR_SUCCESS) {
+        gated_poll(t, ev);
+        st->gate_leave(ch);
+    }
+    pass_turn(ch, ev->kind != HYB_EV_NONE);
+    if (ev->kind == HYB_EV_NONE) {
+        /* what woke the poll, or a look at the parked connections while
+         * the lock is elsewhere */
+        epoll_next(t, rv == APR_TIMEUP && alone
+                      ? (int)apr_time_as_msec(GATED_SHORT_SLICE) : 0, ev);
+    }
+}
+
+/* ------------------------------------------------------------------ */
+
+void hyb_poller_next(hyb_thread *t, hyb_event *ev)
+{
+    apr_time_t now = apr_time_now();
+
+    memset(ev, 0, sizeof(*ev));
+    if (__atomic_load_n(&t->child->stop, __ATOMIC_SEQ_CST) == HYB_STOP_NOW) {
+        ev->kind = HYB_EV_EXIT;
+        return;
+    }
+    housekeeping(now);
+    if (P.flags & HYB_LISTEN_GATED && !hyb_child_stopping(t->child)) {
+        gated_next(t, ev);
+    }
+    else {
+        epoll_next(t, wait_ms(now), ev);
+    }
+}

@@ -1,0 +1,451 @@
+"""AsyncConnections (issue 11): a connection waiting for its next request,
+or in its lingering close, holds no thread; it is parked in its child's
+poller and served again by whichever thread is free.  Each test drives a
+real apache2 over raw sockets (or ab, openssl, h2load) and checks what a
+client sees, and the scoreboard's async fields where they tell."""
+import os
+import re
+import resource
+import signal
+import socket
+import ssl
+import subprocess
+import threading
+import time
+
+import pytest
+
+from httpd_fixture import (read_to_eof, require_tool, run_load, settle,
+                           sleep_conf)
+
+# 2 children x 4 threads: far fewer threads than idle connections
+SMALL = ["StartServers 2", "ServerLimit 8", "ThreadsPerChild 4",
+         "MaxRequestWorkers 8", "MinSpareThreads 1", "MaxSpareThreads 16"]
+GET = b"GET /small.txt HTTP/1.1\r\nHost: t\r\n\r\n"
+BODY = b"0123456789abc\n"
+
+
+def conf(*lines, async_on=True):
+    return "\n".join(list(SMALL) + list(lines)
+                     + ["AsyncConnections %s" % ("On" if async_on else "Off")])
+
+
+@pytest.fixture(autouse=True)
+def more_fds():
+    """Hundreds of client sockets in this process."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 20000), hard))
+    yield
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def connect(h, timeout=10):
+    s = socket.create_connection(("127.0.0.1", h.port), timeout=timeout)
+    s.settimeout(timeout)
+    return s
+
+
+def read_response(s, buf=b""):
+    """One HTTP/1.1 response with Content-Length; returns (head, body,
+    rest)."""
+    while b"\r\n\r\n" not in buf:
+        chunk = s.recv(65536)
+        if not chunk:
+            raise ConnectionError("closed before a response: %r" % buf)
+        buf += chunk
+    head, rest = buf.split(b"\r\n\r\n", 1)
+    m = re.search(rb"(?i)content-length:\s*(\d+)", head)
+    n = int(m.group(1)) if m else 0
+    while len(rest) < n:
+        chunk = s.recv(65536)
+        if not chunk:
+            raise ConnectionError("closed mid-body")
+        rest += chunk
+    return head, rest[:n], rest[n:]
+
+
+def idle_connections(h, n):
+    """n connections that each made one request and now idle in keep-alive."""
+    socks = []
+    for _ in range(n):
+        s = connect(h)
+        s.sendall(GET)
+        socks.append(s)
+    for s in socks:
+        head, body, _ = read_response(s)
+        assert head.startswith(b"HTTP/1.1 200") and body == BODY
+    return socks
+
+
+def close_all(socks):
+    for s in socks:
+        s.close()
+
+
+def status(h):
+    return h.status_auto()
+
+
+def test_more_idle_connections_than_threads(httpd):
+    """400 idle keep-alive connections on 8 threads: fresh clients are
+    served at once, the scoreboard counts the parked connections, and the
+    idle ones are still served afterwards."""
+    h = httpd(conf=conf("KeepAliveTimeout 60", "MaxKeepAliveRequests 0"))
+    h.start()
+    settle(h)
+    socks = idle_connections(h, 400)
+    try:
+        t0 = time.time()
+        done, failed, non2xx, out = run_load(h.url("/small.txt"), 500, 10)
+        took = time.time() - t0
+        assert (done, failed, non2xx) == (500, 0, 0), out
+        assert took < 10, "fresh clients took %.1f s\n%s" % (took, out)
+        a = h.wait_for(lambda: (lambda a: a if int(a.get("ConnsAsyncKeepAlive",
+                                                           0)) >= 390 else None)
+                       (status(h)), timeout=5, what="ConnsAsyncKeepAlive")
+        assert int(a["ConnsTotal"]) >= 400, a
+        assert int(a["BusyWorkers"]) <= 2, a
+        for s in socks:
+            s.sendall(GET)
+        for s in socks:
+            head, body, _ = read_response(s)
+            assert head.startswith(b"HTTP/1.1 200") and body == BODY
+    finally:
+        close_all(socks)
+
+
+def test_off_switch_restores_thread_per_connection(httpd):
+    """AsyncConnections Off: as before, each open connection holds a
+    thread, so 8 idle connections leave none for a fresh client, and
+    mod_status has no async table (the MPM does not answer IS_ASYNC)."""
+    h = httpd(conf=conf("KeepAliveTimeout 30", async_on=False))
+    h.start()
+    settle(h)
+    assert "ConnsAsyncKeepAlive" not in status(h)
+    socks = idle_connections(h, 8)
+    try:
+        s = connect(h, timeout=1.5)
+        s.sendall(GET)
+        with pytest.raises(socket.timeout):
+            s.recv(100)
+        s.close()
+    finally:
+        close_all(socks)
+
+
+@pytest.mark.parametrize("tpc", [1, 4])
+def test_keepalive_timeout_enforced_within_a_second(httpd, tpc):
+    """KeepAliveTimeout 2: a parked connection is closed no sooner than
+    2 s after its response and no later than about a second after that."""
+    h = httpd(conf=conf("KeepAliveTimeout 2", "ThreadsPerChild %d" % tpc,
+                        "ThreadLimit 4"))
+    h.start()
+    settle(h)
+    s = connect(h)
+    s.sendall(GET)
+    read_response(s)
+    t0 = time.time()
+    s.settimeout(10)
+    assert s.recv(100) == b""
+    waited = time.time() - t0
+    assert 1.9 <= waited <= 3.4, "closed after %.2f s" % waited
+
+
+def test_pipelined_requests_answered_in_order(httpd):
+    h = httpd(conf=conf())
+    h.start()
+    s = connect(h)
+    reqs = b"".join(b"GET /small.txt?n=%d HTTP/1.1\r\nHost: t\r\n\r\n" % i
+                    for i in range(5))
+    reqs += b"GET /index.html HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    s.sendall(reqs)
+    data = read_to_eof(s)
+    heads = re.findall(rb"HTTP/1.1 (\d+)", data)
+    assert heads == [b"200"] * 6, data[:500]
+    assert data.count(BODY) == 5 and data.endswith(b"</html>\n")
+
+
+def test_request_bodies_chunked_and_expect_continue(httpd):
+    """POST with Content-Length, chunked, and Expect: 100-continue on one
+    keep-alive connection (a POST to a static file is answered 405 after
+    its body was read: the connection must stay usable)."""
+    h = httpd(conf=conf())
+    h.start()
+    s = connect(h)
+    s.sendall(b"POST /small.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n"
+              b"\r\nhello")
+    head, _, rest = read_response(s)
+    assert re.match(rb"HTTP/1.1 (405|200)", head), head
+    s.sendall(b"POST /small.txt HTTP/1.1\r\nHost: t\r\n"
+              b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
+    head, _, rest = read_response(s, rest)
+    assert re.match(rb"HTTP/1.1 (405|200)", head), head
+    s.sendall(b"POST /small.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n"
+              b"Expect: 100-continue\r\n\r\n")
+    first = s.recv(100)
+    assert first.startswith(b"HTTP/1.1 100") or first.startswith(b"HTTP/1.1 4"), \
+        first
+    if first.startswith(b"HTTP/1.1 100"):
+        s.sendall(b"data")
+        head, _, rest = read_response(s, first.split(b"\r\n\r\n", 1)[1])
+    s.sendall(GET)
+    head, body, _ = read_response(s, rest if not first.startswith(b"HTTP/1.1 4")
+                                  else b"")
+    assert body == BODY
+
+
+def make_cert(d):
+    key, crt = os.path.join(d, "k.pem"), os.path.join(d, "c.pem")
+    subprocess.run([require_tool("openssl"), "req", "-x509", "-newkey",
+                    "rsa:2048", "-nodes", "-keyout", key, "-out", crt,
+                    "-days", "2", "-subj", "/CN=127.0.0.1"],
+                   check=True, capture_output=True)
+    return key, crt
+
+
+def test_tls_keepalive_through_mod_ssl(httpd, tmp_path):
+    """Keep-alive over TLS: requests on one TLS connection, parked between
+    them, while more idle TLS connections than threads stay open."""
+    key, crt = make_cert(str(tmp_path))
+    h = httpd(conf=conf("SSLEngine on", "SSLCertificateFile %s" % crt,
+                        "SSLCertificateKeyFile %s" % key,
+                        "KeepAliveTimeout 30"),
+              modules=["socache_shmcb", "ssl"])
+    h.start()
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    conns = []
+    try:
+        for _ in range(20):
+            s = ctx.wrap_socket(connect(h), server_hostname="127.0.0.1")
+            s.sendall(GET)
+            head, body, _ = read_response(s)
+            assert body == BODY
+            conns.append(s)
+        for _ in range(3):
+            for s in conns:
+                s.sendall(GET)
+            for s in conns:
+                head, body, _ = read_response(s)
+                assert head.startswith(b"HTTP/1.1 200") and body == BODY
+    finally:
+        close_all(conns)
+
+
+def test_h2c_with_parking(httpd):
+    h = httpd(conf=conf("Protocols h2c http/1.1", "ThreadsPerChild 4"),
+              modules=["http2"])
+    h.start()
+    r = subprocess.run([require_tool("h2load"), "-n", "400", "-c", "4", "-m",
+                        "4", h.url("/small.txt")], capture_output=True,
+                       text=True, timeout=60)
+    assert re.search(r"400 succeeded", r.stdout), r.stdout + r.stderr
+
+
+def test_tpc1_with_parking(httpd, sleep_module):
+    """ThreadsPerChild 1 with AsyncConnections On: one thread per child
+    serves its parked connections in turn; more idle connections than
+    children, and fresh clients are still served."""
+    h = httpd(conf="\n".join([
+        "ThreadsPerChild 1", "StartServers 3", "MinSpareServers 1",
+        "MaxSpareServers 8", "MaxRequestWorkers 4", "AsyncConnections On",
+        "KeepAliveTimeout 30", sleep_conf(sleep_module)]))
+    h.start()
+    settle(h)
+    socks = idle_connections(h, 50)
+    try:
+        done, failed, non2xx, out = run_load(h.url("/small.txt"), 200, 4)
+        assert (done, failed, non2xx) == (200, 0, 0), out
+        for s in socks:
+            s.sendall(GET)
+        for s in socks:
+            assert read_response(s)[1] == BODY
+        for pid in h.children():
+            assert len(os.listdir("/proc/%d/task" % pid)) == 1
+    finally:
+        close_all(socks)
+
+
+def test_graceful_stop_closes_idle_serves_in_flight(httpd, sleep_module):
+    """Graceful stop: idle parked connections are closed at once, a
+    request in flight is answered, then the server exits."""
+    h = httpd(conf=conf("KeepAliveTimeout 60", sleep_conf(sleep_module)))
+    h.start()
+    settle(h)
+    socks = idle_connections(h, 50)
+    busy = connect(h)
+    busy.sendall(b"GET /sleep?ms=1500 HTTP/1.1\r\nHost: t\r\n\r\n")
+    time.sleep(0.3)
+    t0 = time.time()
+    h.signal(signal.SIGWINCH)
+    closed = 0
+    for s in socks:
+        s.settimeout(3)
+        try:
+            if s.recv(100) == b"":
+                closed += 1
+        except OSError:
+            pass
+    assert closed == 50, "%d of 50 idle connections closed" % closed
+    assert time.time() - t0 < 3
+    head, body, _ = read_response(busy)
+    assert head.startswith(b"HTTP/1.1 200") and body == b"slept 1500 ms\n"
+    assert h.proc.wait(10) == 0
+    close_all(socks)
+    busy.close()
+
+
+def test_gracefuls_under_keepalive_load_lose_nothing(httpd):
+    """20 graceful restarts while ab -k runs: nothing fails; the old
+    generation's parked connections are closed while idle or answered."""
+    h = httpd(conf=conf("KeepAliveTimeout 30", "ServerLimit 16",
+                        "MaxRequestWorkers 16"))
+    h.start()
+    settle(h)
+    result = {}
+
+    def load():
+        result["ab"] = run_load(h.url("/small.txt"), 10000000, 10,
+                                keepalive=True, timelimit=9, timeout=60)
+    t = threading.Thread(target=load)
+    t.start()
+    time.sleep(0.5)
+    for _ in range(20):
+        h.graceful()
+        time.sleep(0.4)
+    t.join()
+    done, failed, non2xx, out = result["ab"]
+    assert failed == 0 and non2xx == 0 and done > 1000, out
+    took = float(re.search(r"Time taken for tests:\s+([\d.]+)", out).group(1))
+    assert took > 8, "ab ended before the restarts did:\n" + out
+    assert h.proc.poll() is None
+
+
+def test_gracefuls_with_many_idle_connections_never_starve_slots(httpd):
+    """2000 idle connections, 10 graceful restarts in a row: each old
+    generation lets go of its slots as soon as its requests end (its idle
+    connections are closed), so new children always start and fresh
+    clients are served (event's AH00485 'scoreboard is full' does not
+    happen)."""
+    h = httpd(conf="\n".join([
+        "StartServers 2", "ServerLimit 6", "ThreadsPerChild 25",
+        "MaxRequestWorkers 50", "MinSpareThreads 25", "MaxSpareThreads 75",
+        "KeepAliveTimeout 60", "AsyncConnections On"]))
+    h.start()
+    settle(h)
+    socks = idle_connections(h, 2000)
+    try:
+        for _ in range(10):
+            h.graceful()
+            time.sleep(0.5)
+        done, failed, non2xx, out = run_load(h.url("/small.txt"), 500, 10)
+        assert (done, failed, non2xx) == (500, 0, 0), out
+        assert not h.log_matches(r"AH00485|HYB00054|scoreboard is full"), \
+            h.log()[-3000:]
+    finally:
+        close_all(socks)
+
+
+def test_killed_child_with_parked_connections(httpd):
+    """kill -9 of a child holding parked connections: its clients see the
+    close, the other child goes on serving, a replacement starts."""
+    h = httpd(conf=conf("KeepAliveTimeout 60"))
+    h.start()
+    kids = settle(h)
+    socks = idle_connections(h, 100)
+    try:
+        os.kill(kids[0], signal.SIGKILL)
+        done, failed, non2xx, out = run_load(h.url("/small.txt"), 500, 8)
+        assert (done, failed, non2xx) == (500, 0, 0), out
+        h.wait_for(lambda: len(h.children()) >= 2 and kids[0] not in
+                   h.children(), timeout=10, what="a replacement")
+    finally:
+        close_all(socks)
+
+
+def test_fd_limit_reached_logs_once_and_does_not_spin(httpd):
+    """With a hard fd limit of 256, 600 clients: a child that runs out of
+    descriptors says so once, stops accepting for a while instead of
+    spinning, and the server keeps serving what it can hold."""
+    h = httpd(conf=conf("KeepAliveTimeout 30", "StartServers 1",
+                        "MaxSpareThreads 64"))
+    h.start(prefix=[require_tool("prlimit"), "--nofile=256:256"])
+    settle(h)
+    socks = []
+    try:
+        for _ in range(600):
+            s = connect(h, timeout=2)
+            s.sendall(GET)
+            socks.append(s)
+        served = 0
+        for s in socks:
+            try:
+                if read_response(s)[1] == BODY:
+                    served += 1
+            except OSError:
+                pass
+        assert served >= 150, served
+        lines = h.log_matches(r"HYB00020[^\n]*")
+        assert 1 <= len(lines) <= len(h.seen_pids) + 2, lines
+        # no spinning: the children's CPU over a quiet second stays low
+        pids = h.children()
+        before = sum(cpu_ticks(p) for p in pids)
+        time.sleep(1)
+        after = sum(cpu_ticks(p) for p in pids)
+        assert after - before < 30, "children used %d ticks in 1 s" % (
+            after - before)
+    finally:
+        close_all(socks)
+
+
+def cpu_ticks(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def test_connection_limit_sends_clients_to_other_children(httpd):
+    """AsyncConnectionLimit 50 per child, 2 children, 90 idle connections:
+    no child holds more than its limit, and all are served."""
+    h = httpd(conf=conf("KeepAliveTimeout 30", "AsyncConnectionLimit 50",
+                        "MaxSpareThreads 8"))
+    h.start()
+    settle(h)
+    socks = idle_connections(h, 90)
+    try:
+        time.sleep(1)
+        per_child = connections_per_child(h)
+        assert per_child and max(per_child.values()) <= 50, per_child
+        assert sum(per_child.values()) >= 90, per_child
+    finally:
+        close_all(socks)
+
+
+def connections_per_child(h):
+    """pid -> established connections to our port, from /proc."""
+    inodes = {}
+    port_hex = ":%04X" % h.port
+    for path in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(path) as f:
+                next(f)
+                for line in f:
+                    parts = line.split()
+                    if parts[1].endswith(port_hex) and parts[3] == "01":
+                        inodes[parts[9]] = 1
+        except OSError:
+            pass
+    out = {}
+    for pid in h.children():
+        n = 0
+        for fd in os.listdir("/proc/%d/fd" % pid):
+            try:
+                link = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+            except OSError:
+                continue
+            m = re.match(r"socket:\[(\d+)\]", link)
+            if m and m.group(1) in inodes:
+                n += 1
+        out[pid] = n
+    return out
