@@ -99,7 +99,9 @@ int hyb_notes_wait(apr_interval_time_t timeout, void (*on_retiring)(int))
 
     pfd.fd = notes->fd[0];
     pfd.events = POLLIN;
-    if (poll(&pfd, 1, (int)apr_time_as_msec(timeout)) <= 0) {
+    /* rounded up: a wait cut to whole milliseconds below would wake just
+     * before what it waits for, and poll(0) in a loop until then */
+    if (poll(&pfd, 1, (int)apr_time_as_msec(timeout + 999)) <= 0) {
         return 0;
     }
     /* Notes are written whole, so reads stay aligned on note
