@@ -285,7 +285,7 @@ static apr_status_t start_workers(hyb_child *ch)
     }
     for (i = 0; i < hyb_conf.lim.threads_per_child; i++) {
         __atomic_add_fetch(&ch->live_threads, 1, __ATOMIC_SEQ_CST);
-        ch->threads[i].ptrans = hyb_worker_make_ptrans(ch);
+        ch->threads[i].ptrans = hyb_poller_new_pool(&ch->threads[i]);
         rv = ap_thread_create(&ch->threads[i].thd, attr, hyb_worker_thread,
                               &ch->threads[i], ch->pool);
         if (rv != APR_SUCCESS) {

@@ -11,6 +11,7 @@
 #include <pthread.h>
 #include <sys/types.h>
 
+#include "apr_allocator.h"
 #include "apr_pools.h"
 #include "apr_thread_proc.h"
 #include "apr_thread_mutex.h"
@@ -29,6 +30,7 @@ struct hyb_thread {
     int num;                  /* scoreboard thread index */
     apr_thread_t *thd;
     apr_pool_t *ptrans;       /* a spare pool for the next connection */
+    apr_allocator_t *allocator; /* of the pools this thread makes */
     volatile int active_fd;   /* connection being served, or -1 */
     int counted_in_room;      /* waiting, counted in the steering room */
 };

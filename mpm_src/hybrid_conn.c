@@ -56,13 +56,14 @@ extern module AP_MODULE_DECLARE_DATA mpm_hybrid_module;
 #define LINGER_AT_MOST    apr_time_from_sec(30)   /* MAX_SECS_TO_LINGER */
 #define LINGER_BUF        (16 * 1024)
 
-/* Before a connection is parked, its thread waits this long for what it
- * is parked for: a client that is busy on its connection (a browser
- * fetching a page's parts, a load test) sends its next request, or its
- * FIN, within a round trip, and then the connection goes on without the
- * epoll set (two system calls and a wake-up saved); an idle one is parked
- * a millisecond later. */
-#define PARK_GRACE_MS     1
+/* Before a connection is parked, its thread waits a moment for what it
+ * would be parked for, if the child has another idle thread meanwhile: a
+ * client busy on its connection (a browser fetching a page's parts, a
+ * load test) sends its next request, or its FIN, within a round trip, and
+ * then the connection goes on without the epoll set (system calls and a
+ * wake-up of another thread saved); an idle one is parked right after. */
+#define KEEPALIVE_GRACE_MS 2
+#define LINGER_GRACE_MS    20
 
 static long conn_id(const hyb_thread *t)
 {
@@ -175,12 +176,17 @@ static int drain_input(hyb_conn *conn)
     return !APR_STATUS_IS_EAGAIN(rv);
 }
 
-/* Does the socket turn readable within the park grace? */
-static int ready_soon(hyb_conn *conn)
+/* Does the socket turn readable within `grace` ms?  Only a quick look
+ * when no other thread of the child is idle: this one must not sit on a
+ * quiet connection while work waits for it. */
+static int ready_soon(hyb_conn *conn, int grace)
 {
     struct pollfd pfd = { conn->fd, POLLIN, 0 };
 
-    return poll(&pfd, 1, PARK_GRACE_MS) > 0;
+    if (!__atomic_load_n(&conn->child->idle_threads, __ATOMIC_RELAXED)) {
+        grace = 0;
+    }
+    return poll(&pfd, 1, grace) > 0;
 }
 
 static void wait_for_client_close(hyb_thread *t, hyb_conn *conn)
@@ -189,7 +195,7 @@ static void wait_for_client_close(hyb_thread *t, hyb_conn *conn)
     apr_interval_time_t wait = LINGER_AFTER_READ;
 
     if (drain_input(conn) || now >= conn->linger_until
-        || (ready_soon(conn) && drain_input(conn))) {
+        || (ready_soon(conn, LINGER_GRACE_MS) && drain_input(conn))) {
         hyb_poller_close(t, conn);
         return;
     }
@@ -330,7 +336,7 @@ static void run(hyb_thread *t, hyb_conn *conn)
             if (kind == HYB_PARK_KEEPALIVE) {
                 ap_update_child_status(conn->sbh, SERVER_BUSY_KEEPALIVE,
                                        NULL);
-                if (ready_soon(conn)) {
+                if (ready_soon(conn, KEEPALIVE_GRACE_MS)) {
                     conn->pub.state = CONN_STATE_PROCESSING;
                     continue;
                 }
@@ -347,14 +353,12 @@ static void run(hyb_thread *t, hyb_conn *conn)
     t->active_fd = -1;
 }
 
-/* A connection accepted on this thread, with parking: its state lives in
- * its own pool, so it can wait in the poller and resume on any thread. */
-static hyb_conn *make_conn(hyb_thread *t, apr_socket_t *csd,
-                           apr_pool_t *pool)
+/* A connection's state lives in its own pool, so it can wait in the
+ * poller and resume on any thread. */
+static hyb_conn *new_conn(hyb_child *ch, apr_socket_t *csd,
+                          apr_pool_t *pool)
 {
-    hyb_child *ch = t->child;
     hyb_conn *conn = apr_pcalloc(pool, sizeof(*conn));
-    apr_bucket_alloc_t *ba = apr_bucket_alloc_create(pool);
     apr_os_sock_t fd;
 
     apr_os_sock_get(&fd, csd);
@@ -363,36 +367,36 @@ static hyb_conn *make_conn(hyb_thread *t, apr_socket_t *csd,
     conn->pool = pool;
     conn->child = ch;
     conn->park.index = -1;
-    ap_create_sb_handle(&conn->sbh, pool, ch->slot, t->num);
-    conn->c = ap_run_create_connection(pool, ap_server_conf, csd,
-                                       conn_id(t), conn->sbh, ba);
+    return conn;
+}
+
+/* The conn_rec, made on the thread that serves it first. */
+static int make_conn_rec(hyb_thread *t, hyb_conn *conn)
+{
+    apr_bucket_alloc_t *ba = apr_bucket_alloc_create(conn->pool);
+
+    ap_create_sb_handle(&conn->sbh, conn->pool, t->child->slot, t->num);
+    conn->c = ap_run_create_connection(conn->pool, ap_server_conf,
+                                       conn->sock, conn_id(t), conn->sbh, ba);
     if (!conn->c) {
-        return NULL;
+        return 0;
     }
     conn->c->cs = &conn->pub;
     conn->c->current_thread = t->thd;
     ap_set_module_config(conn->c->conn_config, &mpm_hybrid_module, conn);
-    return conn;
+    return 1;
 }
 
-void hyb_conn_start(hyb_thread *t, apr_socket_t *csd, apr_pool_t *pool)
+static void begin(hyb_thread *t, hyb_conn *conn)
 {
-    hyb_conn *conn;
     int rc;
 
-    if (!hyb_conf.async) {
-        serve_synchronously(t, csd, pool);
-        hyb_poller_recycle(t, pool);
-        return;
-    }
-    if (!(conn = make_conn(t, csd, pool))) {
-        apr_socket_close(csd);
-        hyb_poller_conn_gone(t->child);
-        hyb_poller_recycle(t, pool);
+    if (!make_conn_rec(t, conn)) {
+        hyb_poller_close(t, conn);
         return;
     }
     ap_update_vhost_given_ip(conn->c);
-    rc = ap_pre_connection(conn->c, csd);
+    rc = ap_pre_connection(conn->c, conn->sock);
     if (rc != OK && rc != DONE) {
         ap_log_cerror(APLOG_MARK, APLOG_DEBUG, 0, conn->c, HYBLOGNO(00111)
                       "connection aborted by a pre_connection hook");
@@ -402,6 +406,16 @@ void hyb_conn_start(hyb_thread *t, apr_socket_t *csd, apr_pool_t *pool)
     conn->pub.state = CONN_STATE_PROCESSING;
     conn->pub.sense = CONN_SENSE_DEFAULT;
     run(t, conn);
+}
+
+void hyb_conn_start(hyb_thread *t, apr_socket_t *csd, apr_pool_t *pool)
+{
+    if (!hyb_conf.async) {
+        serve_synchronously(t, csd, pool);
+        hyb_poller_recycle(t, pool);
+        return;
+    }
+    begin(t, new_conn(t->child, csd, pool));
 }
 
 void hyb_conn_resume(hyb_thread *t, hyb_conn *conn)

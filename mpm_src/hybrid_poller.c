@@ -2,12 +2,13 @@
  *
  * Owns: the child's epoll set and what is in it (listeners, parked
  * connections, the wake-up pipe, an eventfd that sends every thread home,
- * and for gated listeners an eventfd that hands the accept turn on), the
- * timer heap of parked connections, the child's connection counts and
- * limit, the pool of transaction pools, and the gated wait of the mutex
- * strategy.
+ * a timerfd that is the child's clock, and for gated listeners an eventfd
+ * that hands the accept turn on), the timer heap of parked connections,
+ * the child's connection counts and limit, the pool of transaction pools,
+ * and the gated wait of the mutex strategy.
  *
- * Threads: every idle thread waits in epoll_wait(1 event).  A parked
+ * Threads: every idle thread waits in epoll_wait(1 event), with no
+ * timeout: the clock wakes one of them when a deadline comes.  A parked
  * connection is armed EPOLLONESHOT, so its readiness goes to exactly one
  * thread, which claims it under the lock (taking it off the heap).  A
  * connection whose wait runs out is never closed by the thread that
@@ -30,14 +31,18 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
+#include "apr_allocator.h"
 #include "apr_portable.h"
+#include "apr_thread_mutex.h"
 
 #include "httpd.h"
 #include "http_config.h"
 #include "http_log.h"
 #include "http_main.h"
+#include "mpm_common.h"
 #include "scoreboard.h"
 
 #include "hybrid_accept.h"
@@ -60,7 +65,7 @@
 /* epoll data: a connection's address (8-aligned), or a tag in the low
  * three bits with an index above them. */
 enum { TAG_CONN = 0, TAG_LISTEN = 1, TAG_WAKE = 2, TAG_DONE = 3,
-       TAG_TOKEN = 4 };
+       TAG_TOKEN = 4, TAG_TIMER = 5 };
 
 #define TAG_OF(u)   ((int)((u) & 7))
 #define INDEX_OF(u) ((int)((u) >> 3))
@@ -76,21 +81,26 @@ typedef struct {
     apr_uint32_t accepts;     /* since the last re-arm (exclusive) */
     int done_fd;              /* eventfd: every thread leaves */
     int token_fd;             /* eventfd (gated): take the accept turn */
+    int timer_fd;             /* timerfd: the child's one clock */
     int stop_handled;
     pthread_mutex_t lock;     /* everything below */
     hyb_conn **heap;          /* parked connections by expiry */
     int nheap, heap_cap;
     int parked[HYB_PARK_KINDS];
-    apr_uint32_t held;        /* connections this child has */
+    apr_time_t timer_at;      /* when timer_fd fires next */
+    apr_time_t next_tick;     /* the timer's thread only */
     apr_time_t next_housekeeping;
     apr_time_t paused_until;  /* listeners off after a shortage */
-    int shortages;            /* in a row */
     int limit_logged, shortage_logged;
     apr_pool_t **free;
     int nfree;
+    /* read and written without the lock */
+    volatile apr_uint32_t held;   /* connections this child has */
+    volatile int shortages;       /* accept shortages in a row */
 } poller;
 
-static poller P = { .epfd = -1, .done_fd = -1, .token_fd = -1 };
+static poller P = { .epfd = -1, .done_fd = -1, .token_fd = -1,
+                    .timer_fd = -1 };
 
 /* ------------------------------------------------------------------ */
 /* The timer heap (under P.lock)                                       */
@@ -167,6 +177,59 @@ static void heap_remove(hyb_conn *conn)
 }
 
 /* ------------------------------------------------------------------ */
+/* The clock: one timerfd in the epoll set, armed EPOLLONESHOT, so each
+ * deadline wakes exactly one thread and the others sleep until an event
+ * comes.  It fires for the first parked connection's timeout, for the
+ * listeners' return after a shortage, every 100 ms while a stopping child
+ * still has idle connections, and at least once a slice: then the thread
+ * checks on the parent (in case PR_SET_PDEATHSIG was lost) and has
+ * exclusive listeners polled afresh (a wake-up swallowed by a child that
+ * was stopping must not leave a connection waiting). */
+
+/* Under P.lock. */
+static void timer_set(apr_time_t at)
+{
+    struct itimerspec its;
+    apr_time_t now = apr_time_now();
+    apr_interval_time_t d = at - now;
+
+    if (d < 1000) {
+        d = 1000;             /* a zero it_value would disarm it */
+    }
+    memset(&its, 0, sizeof(its));
+    its.it_value.tv_sec = (time_t)(d / APR_USEC_PER_SEC);
+    its.it_value.tv_nsec = (long)(d % APR_USEC_PER_SEC) * 1000;
+    timerfd_settime(P.timer_fd, 0, &its, NULL);
+    P.timer_at = now + d;
+}
+
+/* Under P.lock: something new is due at `at`. */
+static void timer_sooner(apr_time_t at)
+{
+    if (at < P.timer_at) {
+        timer_set(at);
+    }
+}
+
+/* Under P.lock: when the clock is next needed. */
+static apr_time_t next_deadline(apr_time_t now)
+{
+    apr_time_t next = P.next_tick;
+
+    if (P.nheap && P.heap[0]->park.expiry < next) {
+        next = P.heap[0]->park.expiry;
+    }
+    if (!P.listening && P.paused_until > now && P.paused_until < next) {
+        next = P.paused_until;
+    }
+    if (hyb_child_stopping(P.ch) && P.parked[HYB_PARK_KEEPALIVE]
+        && now + HOUSEKEEPING_EVERY < next) {
+        next = now + HOUSEKEEPING_EVERY;   /* idle ones go soon */
+    }
+    return next;
+}
+
+/* ------------------------------------------------------------------ */
 /* Set-up                                                              */
 
 /* On kernels with EPOLLEXCLUSIVE, EPOLL_CTL_MOD of an exclusive entry is
@@ -211,14 +274,18 @@ apr_status_t hyb_poller_create(hyb_child *ch)
     P.epfd = epoll_create1(EPOLL_CLOEXEC);
     P.done_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     P.token_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (P.epfd < 0 || P.done_fd < 0 || P.token_fd < 0
+    P.timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+    if (P.epfd < 0 || P.done_fd < 0 || P.token_fd < 0 || P.timer_fd < 0
         || add_fd(ch->wake_fd[0], EPOLLIN, TAG_WAKE) < 0
         || add_fd(P.done_fd, EPOLLIN, TAG_DONE) < 0
-        || add_fd(P.token_fd, EPOLLIN | EPOLLONESHOT, TAG_TOKEN) < 0) {
+        || add_fd(P.token_fd, EPOLLIN | EPOLLONESHOT, TAG_TOKEN) < 0
+        || add_fd(P.timer_fd, EPOLLIN | EPOLLONESHOT, TAG_TIMER) < 0) {
         ap_log_error(APLOG_MARK, APLOG_EMERG, errno, ap_server_conf,
                      HYBLOGNO(00095) "child: cannot set up its epoll set");
         return APR_EGENERAL;
     }
+    P.next_tick = apr_time_now() + apr_time_from_msec(HYB_WAIT_SLICE_MS);
+    timer_set(P.next_tick);
     return APR_SUCCESS;
 }
 
@@ -301,7 +368,37 @@ void hyb_poller_forget_listener(int fd)
 }
 
 /* ------------------------------------------------------------------ */
-/* Pools: each connection has its own, so it can move between threads.  */
+/* Pools: each connection has its own, so it can move between threads.
+ *
+ * A pool comes from the allocator of the thread that made it, capped by
+ * MaxMemFree: what a request frees goes back there, where the thread's
+ * next connections reuse it, so a busy connection needs no fresh memory
+ * per request and an idle (parked) one keeps only what it uses.  A parked
+ * connection may resume on another thread, so the allocator has a mutex;
+ * it is contended only in that moment. */
+
+static apr_allocator_t *thread_allocator(hyb_thread *t)
+{
+    apr_thread_mutex_t *mutex;
+
+    if (!t->allocator) {
+        apr_allocator_create(&t->allocator);
+        apr_allocator_max_free_set(t->allocator, ap_max_mem_free);
+        apr_thread_mutex_create(&mutex, APR_THREAD_MUTEX_DEFAULT,
+                                t->child->pool);
+        apr_allocator_mutex_set(t->allocator, mutex);
+    }
+    return t->allocator;
+}
+
+apr_pool_t *hyb_poller_new_pool(hyb_thread *t)
+{
+    apr_pool_t *pool;
+
+    apr_pool_create_ex(&pool, t->child->pool, NULL, thread_allocator(t));
+    apr_pool_tag(pool, "transaction");
+    return pool;
+}
 
 void hyb_poller_recycle(hyb_thread *t, apr_pool_t *pool)
 {
@@ -334,7 +431,7 @@ apr_pool_t *hyb_poller_take_pool(hyb_thread *t)
         pool = P.free[--P.nfree];
     }
     pthread_mutex_unlock(&P.lock);
-    return pool ? pool : hyb_worker_make_ptrans(t->child);
+    return pool ? pool : hyb_poller_new_pool(t);
 }
 
 /* ------------------------------------------------------------------ */
@@ -352,7 +449,8 @@ static void maybe_listen_again(apr_time_t now)
 {
     if (!P.listening && !(P.flags & HYB_LISTEN_GATED) && P.nlisten
         && !hyb_child_stopping(P.ch) && now >= P.paused_until
-        && P.held < (apr_uint32_t)limit() - (apr_uint32_t)limit() / 10) {
+        && __atomic_load_n(&P.held, __ATOMIC_RELAXED)
+           < (apr_uint32_t)limit() - (apr_uint32_t)limit() / 10) {
         listeners_on();
     }
 }
@@ -361,7 +459,7 @@ static void publish_counts(void)
 {
     process_score *ps = ap_get_scoreboard_process(P.ch->slot);
 
-    ps->connections = P.held;
+    ps->connections = __atomic_load_n(&P.held, __ATOMIC_RELAXED);
     ps->keep_alive = P.parked[HYB_PARK_KEEPALIVE];
     ps->write_completion = P.parked[HYB_PARK_WRITE];
     ps->lingering_close = P.parked[HYB_PARK_LINGER];
@@ -373,10 +471,14 @@ static void publish_counts(void)
  * the other children do. */
 void hyb_poller_count_accepted(void)
 {
-    pthread_mutex_lock(&P.lock);
-    P.held++;
+    apr_uint32_t held = __atomic_add_fetch(&P.held, 1, __ATOMIC_RELAXED);
+
     P.shortages = 0;
-    if (P.listening && P.held >= (apr_uint32_t)limit() && hyb_conf.async) {
+    if (!hyb_conf.async || held < (apr_uint32_t)limit() || !P.listening) {
+        return;
+    }
+    pthread_mutex_lock(&P.lock);
+    if (P.listening) {
         listeners_off();
         if (!P.limit_logged) {
             P.limit_logged = 1;
@@ -392,7 +494,8 @@ void hyb_poller_count_accepted(void)
 static int stop_done(void)
 {
     return hyb_child_stopping(P.ch) && hyb_drain_released()
-           && P.held <= (apr_uint32_t)P.parked[HYB_PARK_LINGER];
+           && __atomic_load_n(&P.held, __ATOMIC_RELAXED)
+              <= (apr_uint32_t)P.parked[HYB_PARK_LINGER];
 }
 
 /* Every thread leaves (level-triggered: each epoll_wait returns it). */
@@ -407,10 +510,13 @@ static void send_everyone_home(void)
 
 void hyb_poller_conn_gone(hyb_child *ch)
 {
-    int done;
+    int done = 0;
 
+    __atomic_sub_fetch(&P.held, 1, __ATOMIC_RELAXED);
+    if (P.listening && !hyb_child_stopping(ch)) {
+        return;       /* the common case: nothing to decide, no lock */
+    }
     pthread_mutex_lock(&P.lock);
-    P.held--;
     maybe_listen_again(apr_time_now());
     done = stop_done();
     pthread_mutex_unlock(&P.lock);
@@ -447,6 +553,7 @@ apr_status_t hyb_poller_park(hyb_conn *conn, hyb_park_kind kind,
         return APR_ENOMEM;
     }
     P.parked[kind]++;
+    timer_sooner(conn->park.expiry);
     pthread_mutex_unlock(&P.lock);
 
     /* Armed last: from here on another thread may own it. */
@@ -460,7 +567,7 @@ apr_status_t hyb_poller_park(hyb_conn *conn, hyb_park_kind kind,
         pthread_mutex_lock(&P.lock);
         heap_remove(conn);
         P.parked[kind]--;
-        pthread_mutex_unlock(&P.lock);
+            pthread_mutex_unlock(&P.lock);
         return rv;
     }
     return APR_SUCCESS;
@@ -473,7 +580,7 @@ static hyb_conn *claim(hyb_conn *conn)
     if (conn->park.index >= 0) {
         heap_remove(conn);
         P.parked[conn->park.kind]--;
-    }
+        }
     /* else: its wait ran out and it was taken off the heap then */
     pthread_mutex_unlock(&P.lock);
     return conn;
@@ -531,17 +638,20 @@ static void expire_idle_keepalive(apr_time_t now)
 }
 
 /* Timers, the listeners' return, the scoreboard's counts, and what a
- * stop asks for: done by one thread at a time, at most every 100 ms. */
-static void housekeeping(apr_time_t now)
+ * stop asks for: done by one thread at a time, at most every 100 ms
+ * unless the clock asks (forced). */
+static void housekeeping(apr_time_t now, int forced)
 {
     int done;
-
     int new_stop = hyb_child_stopping(P.ch) && !P.stop_handled;
 
     /* A stop is seen at once: until then the wake pipe keeps every
      * epoll_wait returning. */
-    if ((now < P.next_housekeeping && !new_stop)
-        || pthread_mutex_trylock(&P.lock) != 0) {
+    if (forced) {
+        pthread_mutex_lock(&P.lock);
+    }
+    else if ((now < P.next_housekeeping && !new_stop)
+             || pthread_mutex_trylock(&P.lock) != 0) {
         return;
     }
     P.next_housekeeping = now + HOUSEKEEPING_EVERY;
@@ -552,6 +662,7 @@ static void housekeeping(apr_time_t now)
         if (!P.stop_handled) {
             P.stop_handled = 1;
             epoll_ctl(P.epfd, EPOLL_CTL_DEL, P.ch->wake_fd[0], NULL);
+            timer_sooner(now + HOUSEKEEPING_EVERY);
         }
         expire_idle_keepalive(now);
     }
@@ -565,27 +676,6 @@ static void housekeeping(apr_time_t now)
     if (done) {
         send_everyone_home();
     }
-}
-
-/* How long a thread may sleep: until the next expiry, at most a slice. */
-static int wait_ms(apr_time_t now)
-{
-    apr_time_t next = now + apr_time_from_msec(HYB_WAIT_SLICE_MS);
-
-    pthread_mutex_lock(&P.lock);
-    if (P.nheap && P.heap[0]->park.expiry < next) {
-        next = P.heap[0]->park.expiry;
-    }
-    if (hyb_child_stopping(P.ch) && P.parked[HYB_PARK_KEEPALIVE]
-        && now + HOUSEKEEPING_EVERY < next) {
-        next = now + HOUSEKEEPING_EVERY;   /* idle ones go soon */
-    }
-    if (!P.listening && P.paused_until > now && P.paused_until < next) {
-        next = P.paused_until;
-    }
-    pthread_mutex_unlock(&P.lock);
-    next = next > now ? next - now : 0;
-    return (int)apr_time_as_msec(next + 999);   /* never sooner */
 }
 
 /* ------------------------------------------------------------------ */
@@ -612,6 +702,7 @@ static hyb_event_kind shortage(void)
         listeners_off();
     }
     P.paused_until = apr_time_now() + SHORTAGE_PAUSE;
+    timer_sooner(P.paused_until);
     if (++P.shortages > SHORTAGES_SICK) {
         kind = HYB_EV_SICK;
     }
@@ -619,19 +710,26 @@ static hyb_event_kind shortage(void)
     return kind;
 }
 
-static void rearm_exclusive(void)
+/* Taking the listeners out and back in makes the kernel poll them
+ * afresh (and, for exclusive waiters, moves this child to the back of the
+ * wake-up order). */
+static void rearm_listeners(void)
 {
-    if (!(P.flags & HYB_LISTEN_EXCLUSIVE)
-        || __atomic_add_fetch(&P.accepts, 1, __ATOMIC_RELAXED)
-           % HYB_REARM_EVERY) {
-        return;
-    }
     pthread_mutex_lock(&P.lock);
     if (P.listening) {
         listeners_off();
         listeners_on();
     }
     pthread_mutex_unlock(&P.lock);
+}
+
+static void rearm_exclusive(void)
+{
+    if ((P.flags & HYB_LISTEN_EXCLUSIVE)
+        && __atomic_add_fetch(&P.accepts, 1, __ATOMIC_RELAXED)
+           % HYB_REARM_EVERY == 0) {
+        rearm_listeners();
+    }
 }
 
 static void accept_new(hyb_thread *t, int i, hyb_event *ev)
@@ -648,9 +746,36 @@ static void accept_new(hyb_thread *t, int i, hyb_event *ev)
         return;
     }
     hyb_poller_count_accepted();
-    rearm_exclusive();
     ev->kind = HYB_EV_NEW;
     ev->pool = pool;
+    rearm_exclusive();
+}
+
+/* The clock woke this thread (and only this one). */
+static void timer_fired(hyb_thread *t)
+{
+    struct epoll_event e;
+    apr_uint64_t v;
+    apr_time_t now = apr_time_now();
+
+    if (read(P.timer_fd, &v, sizeof(v)) < 0) {
+        /* set afresh since it fired */
+    }
+    if (now >= P.next_tick) {
+        P.next_tick = now + apr_time_from_msec(HYB_WAIT_SLICE_MS);
+        hyb_child_check_parent(t->child);
+        if (P.flags & HYB_LISTEN_EXCLUSIVE) {
+            rearm_listeners();
+        }
+    }
+    housekeeping(now, 1);
+    pthread_mutex_lock(&P.lock);
+    timer_set(next_deadline(apr_time_now()));
+    pthread_mutex_unlock(&P.lock);
+    memset(&e, 0, sizeof(e));
+    e.events = EPOLLIN | EPOLLONESHOT;
+    e.data.u64 = TAG_TIMER;
+    epoll_ctl(P.epfd, EPOLL_CTL_MOD, P.timer_fd, &e);
 }
 
 /* What an epoll event asks of this thread. */
@@ -675,21 +800,37 @@ static void dispatch(hyb_thread *t, const struct epoll_event *e,
             /* taken by another thread */
         }
         break;
+    case TAG_TIMER:
+        timer_fired(t);
+        break;
     default:                  /* the wake pipe: housekeeping handles it */
         break;
     }
 }
 
+/* Wakes one thread waiting in the epoll set (an EPOLLONESHOT eventfd:
+ * exactly one gets it) to take on a role this thread leaves. */
+static void hand_on(int fd, int tag)
+{
+    struct epoll_event e;
+    apr_uint64_t one = 1;
+
+    memset(&e, 0, sizeof(e));
+    e.events = EPOLLIN | EPOLLONESHOT;
+    e.data.u64 = (apr_uint64_t)tag;
+    if (write(fd, &one, sizeof(one)) < 0) {
+        /* already posted */
+    }
+    epoll_ctl(P.epfd, EPOLL_CTL_MOD, fd, &e);
+}
+
+/* timeout_ms: 0 for a quick look, -1 to wait until something comes. */
 static void epoll_next(hyb_thread *t, int timeout_ms, hyb_event *ev)
 {
     struct epoll_event e;
-    int n = epoll_wait(P.epfd, &e, 1, timeout_ms);
 
-    if (n > 0) {
+    if (epoll_wait(P.epfd, &e, 1, timeout_ms) > 0) {
         dispatch(t, &e, ev);
-    }
-    else if (n == 0 && timeout_ms >= HYB_WAIT_SLICE_MS) {
-        hyb_child_check_parent(t->child);
     }
 }
 
@@ -702,25 +843,15 @@ static void epoll_next(hyb_thread *t, int timeout_ms, hyb_event *ev)
 
 /* Leaves the accept turn; a thread that leaves it to serve something
  * hands it on to a thread waiting in the epoll set. */
-static void pass_turn(hyb_child *ch, int hand_on)
+static void pass_turn(hyb_child *ch, int handing_on)
 {
-    struct epoll_event e;
-    apr_uint64_t one = 1;
-
     if (!ch->threaded) {
         return;
     }
     apr_thread_mutex_unlock(ch->accept_turn);
-    if (!hand_on) {
-        return;
+    if (handing_on) {
+        hand_on(P.token_fd, TAG_TOKEN);
     }
-    memset(&e, 0, sizeof(e));
-    e.events = EPOLLIN | EPOLLONESHOT;
-    e.data.u64 = TAG_TOKEN;
-    if (write(P.token_fd, &one, sizeof(one)) < 0) {
-        /* already posted */
-    }
-    epoll_ctl(P.epfd, EPOLL_CTL_MOD, P.token_fd, &e);
 }
 
 /* Holding the strategy's lock: waits for a listener, the epoll set or
@@ -766,7 +897,7 @@ static void gated_next(hyb_thread *t, hyb_event *ev)
 
     if (ch->threaded
         && apr_thread_mutex_trylock(ch->accept_turn) != APR_SUCCESS) {
-        epoll_next(t, wait_ms(apr_time_now()), ev);
+        epoll_next(t, -1, ev);
         return;
     }
     rv = st->gate_enter(ch, alone ? GATED_SHORT_SLICE
@@ -795,11 +926,11 @@ void hyb_poller_next(hyb_thread *t, hyb_event *ev)
         ev->kind = HYB_EV_EXIT;
         return;
     }
-    housekeeping(now);
+    housekeeping(now, 0);
     if (P.flags & HYB_LISTEN_GATED && !hyb_child_stopping(t->child)) {
         gated_next(t, ev);
     }
     else {
-        epoll_next(t, wait_ms(now), ev);
+        epoll_next(t, -1, ev);
     }
 }

@@ -58,6 +58,9 @@ void hyb_poller_close(hyb_thread *t, hyb_conn *conn);
 void hyb_poller_conn_gone(hyb_child *ch);
 void hyb_poller_recycle(hyb_thread *t, apr_pool_t *pool);
 
+/* A new transaction pool, from the thread's allocator. */
+apr_pool_t *hyb_poller_new_pool(hyb_thread *t);
+
 /* Drain: a pool for a connection taken outside the wait, and counting
  * it. */
 apr_pool_t *hyb_poller_take_pool(hyb_thread *t);

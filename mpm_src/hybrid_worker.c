@@ -32,7 +32,6 @@
 #include "reuseport_steer.h"
 
 #define HYB_SHORT_NOTICE_GAP apr_time_from_msec(250)
-#define CONN_POOL_MAX_FREE   8192   /* bytes */
 
 /* Tells the parent, at most every 250 ms per child, that this child just
  * ran out of idle threads, so it can spawn before its next tick. */
@@ -61,25 +60,6 @@ void hyb_worker_serve(hyb_thread *t, apr_socket_t *csd, apr_pool_t *pool)
     set_idle(t->child, -1);
     hyb_conn_start(t, csd, pool);
     set_idle(t->child, 1);
-}
-
-apr_pool_t *hyb_worker_make_ptrans(hyb_child *ch)
-{
-    apr_allocator_t *allocator;
-    apr_pool_t *ptrans;
-
-    /* Each pool owns an allocator, so threads never contend on memory.
-     * A parked connection keeps its pool while it idles: it keeps little
-     * memory it does not use (the last request's, freed), so that ten
-     * thousand idle connections cost little; a pool that stays with its
-     * thread keeps up to MaxMemFree, as other MPMs do. */
-    apr_allocator_create(&allocator);
-    apr_allocator_max_free_set(allocator, hyb_conf.async ? CONN_POOL_MAX_FREE
-                                                         : ap_max_mem_free);
-    apr_pool_create_ex(&ptrans, ch->pool, NULL, allocator);
-    apr_allocator_owner_set(allocator, ptrans);
-    apr_pool_tag(ptrans, "transaction");
-    return ptrans;
 }
 
 /* One thing the child's wait handed this thread. */
@@ -115,7 +95,7 @@ void hyb_worker_run(hyb_thread *t)
     }
 #endif
     if (!t->ptrans) {
-        t->ptrans = hyb_worker_make_ptrans(ch);
+        t->ptrans = hyb_poller_new_pool(t);
     }
     set_idle(ch, 1);
     for (;;) {

@@ -15,9 +15,6 @@ void hyb_worker_run(hyb_thread *t);
 /* ap_thread_create's entry point for hyb_worker_run. */
 void *APR_THREAD_FUNC hyb_worker_thread(apr_thread_t *thd, void *data);
 
-/* A transaction pool with its own allocator (capped by MaxMemFree). */
-apr_pool_t *hyb_worker_make_ptrans(hyb_child *ch);
-
 /* Serves one accepted connection on this thread, which counts as busy
  * meanwhile (the pool goes with the connection). */
 void hyb_worker_serve(hyb_thread *t, apr_socket_t *csd, apr_pool_t *ptrans);
