@@ -11,14 +11,16 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.request
 
 import pytest
 
-from httpd_fixture import free_port, run_load
+from httpd_fixture import free_port, read_to_eof, run_load, sleep_conf
 
 MPMS = ["prefork", "worker", "event", "hybrid"]
 
@@ -557,6 +559,199 @@ def test_killed_child_keeps_figures_or_starts_new_series(status, mpm):
 def test_loads_without_mod_status(status):
     doc = status("event", status=False).json()
     assert doc["mpm"] == "event"
+
+
+# -- fairness over time -------------------------------------------------------
+
+class Background(threading.Thread):
+    """ab in the background for `seconds` (fresh connections); result()
+    returns run_load's tuple."""
+
+    def __init__(self, url, seconds, concurrency):
+        super().__init__(daemon=True)
+        self.args = (url, seconds, concurrency)
+        self.out = self.error = None
+
+    def run(self):
+        url, seconds, concurrency = self.args
+        try:
+            self.out = run_load(url, requests=10000000,
+                                concurrency=concurrency, timelimit=seconds,
+                                timeout=seconds + 60)
+        except Exception as e:   # re-raised by result()
+            self.error = e
+
+    def result(self):
+        self.join(120)
+        assert not self.is_alive(), "ab did not finish"
+        if self.error:
+            raise self.error
+        return self.out
+
+
+def sleeper(port, ms, out):
+    """One /sleep?ms=ms request on its own connection; its status line
+    goes to out."""
+    with socket.create_connection(("127.0.0.1", port), 10) as c:
+        c.settimeout(ms / 1000 + 20)
+        c.sendall(b"GET /sleep?ms=%d HTTP/1.1\r\nHost: t\r\n"
+                  b"Connection: close\r\n\r\n" % ms)
+        out.append(read_to_eof(c)[:12])
+
+
+def watch(s, seconds, interval=0.25, until=None):
+    """Every status document for `seconds` (or until `until(doc)`)."""
+    docs, end = [], time.monotonic() + seconds
+    while time.monotonic() < end:
+        doc = s.json()
+        docs.append(doc)
+        if until and until(doc):
+            break
+        time.sleep(interval)
+    return docs
+
+
+def verdicts(docs):
+    return [(d["fairness"]["verdict"], round(d["fairness"]["jain"] or 0, 2),
+             d["fairness"]["children"], d["fairness"]["too_young"])
+            for d in docs]
+
+
+def explain(doc):
+    """The fairness of a document and what each child counted for it."""
+    return "%r\n%s" % (doc["fairness"], "\n".join(
+        "  slot %d pid %d gen %d %s: %.0f requests in %s s, %s" % (
+            c["slot"], c["pid"], c["generation"], c["state"],
+            c["recent_requests"] or 0, c["accepting_seconds"],
+            "judged, share %s" % c["share"] if c["judged"]
+            else c["not_judged_because"])
+        for c in doc["children"]))
+
+
+def assert_never_concentrated(docs):
+    """Every document "spread", or "idle" while nothing had been served."""
+    for d in docs:
+        f = d["fairness"]
+        assert f["verdict"] == "spread" or (
+            f["verdict"] == "idle" and f["requests"] == 0), \
+            "%s\nall: %r" % (explain(d), verdicts(docs))
+
+
+def current(doc):
+    return [c for c in doc["children"] if c["generation"] == doc["generation"]]
+
+
+EVEN = ("AcceptStrategy mutex\nThreadsPerChild 4\nThreadLimit 4\n"
+        "ServerLimit 16\nMaxRequestWorkers 64\nMaxSpareThreads 64\n")
+
+
+def even_server(status, sleep_module, extra, children=3):
+    """mpm_hybrid with the accept mutex (which hands connections over in
+    turn, so the load is even) and /sleep, for a load that keeps several
+    threads busy without using up the machine."""
+    s = status("hybrid", base=EVEN + extra + sleep_conf(sleep_module) + "\n")
+    s.wait_children(children)
+    return s
+
+
+def test_fairness_spawn_keeps_spread(status, sleep_module):
+    """Under an even load a child spawned by the spare-thread logic takes
+    a small part of the requests of the window only because it exists for
+    part of it: it is shown as too young, not counted, and the verdict
+    stays "spread" (before: "concentrated", Jain's index about 0.8)."""
+    s = even_server(status, sleep_module,
+                    "StartServers 3\nMinSpareThreads 6\n")
+    first = {c["pid"] for c in current(s.json())}
+    load = Background(s.h.url("/sleep?ms=20"), 12, 8)
+    load.start()
+    time.sleep(1.0)
+    docs = watch(s, 10)
+    load.result()
+    spawned = {c["pid"] for d in docs for c in current(d)} - first
+    assert spawned, "no child was spawned: the test did not test"
+    young_seen = [d for d in docs if any(
+        c["pid"] in spawned and c["not_judged_because"] == "too young"
+        for c in d["children"])]
+    assert young_seen, verdicts(docs)
+    assert any(c["pid"] in spawned and c["judged"]
+               for c in current(docs[-1])), docs[-1]
+    assert_never_concentrated(docs)
+
+
+def test_fairness_retirement_keeps_spread(status, sleep_module):
+    """MaxConnectionsPerChild under an even load: a retiring child is
+    judged on the time it was accepting, its replacement is too young at
+    first, and the verdict stays "spread" throughout."""
+    s = even_server(status, sleep_module,
+                    "StartServers 3\nMinSpareThreads 4\n"
+                    "MaxConnectionsPerChild 600\n")
+    # Put the children out of step, so they do not all retire together:
+    # one is replaced after a first load.
+    s.load(300, 6, path="/sleep?ms=1")
+    victim = current(s.json())[0]["pid"]
+    os.kill(victim, signal.SIGKILL)
+    load = Background(s.h.url("/sleep?ms=10"), 14, 6)
+    load.start()
+    time.sleep(1.5)
+    docs = watch(s, 11)
+    load.result()
+    retired = [c for d in docs for c in current(d)
+               if c["state"] in ("graceful", "dead") and c["judged"]]
+    assert retired, "no retiring child was judged: %r" % verdicts(docs)
+    assert any(c["not_judged_because"] == "too young"
+               for d in docs for c in current(d)), verdicts(docs)
+    assert_never_concentrated(docs)
+
+
+# (config, children, load concurrency, long requests across the restart)
+GRACEFUL_SERVERS = {
+    # prefork starts its new generation a few children at a time, so they
+    # are of different ages; its old children do not linger (the graceful
+    # signal cuts the sleep module's sleep short), and a long request would
+    # take a whole single-threaded child out of the load
+    "prefork": ("StartServers 4\nMinSpareServers 4\nMaxSpareServers 8\n"
+                "ServerLimit 16\nMaxRequestWorkers 16\n", 4, 3, 0),
+    # a long request holds one of a child's 4 threads and keeps the old
+    # child alive, so the old generation can be judged apart
+    "hybrid": (EVEN + "StartServers 3\nMinSpareThreads 4\n", 3, 6, 3),
+}
+
+
+@pytest.mark.parametrize("mpm", ["prefork", "hybrid"])
+def test_fairness_graceful_restart_keeps_spread(status, sleep_module, mpm):
+    """A graceful restart under an even load: the new generation is judged
+    among itself (a child spawned after the others is too young at first),
+    the old one apart, and neither reads "concentrated" (before, with
+    prefork: "concentrated" for several seconds).  With mpm_hybrid a few
+    long requests keep old children alive, to see them judged apart."""
+    conf, children, concurrency, long_requests = GRACEFUL_SERVERS[mpm]
+    s = status(mpm, base=conf + sleep_conf(sleep_module) + "\n")
+    s.wait_children(children)
+    load = Background(s.h.url("/sleep?ms=20"), 12, concurrency)
+    load.start()
+    out, slow = [], []
+    for _ in range(long_requests):
+        t = threading.Thread(target=sleeper, args=(s.h.port, 5000, out))
+        t.start()
+        slow.append(t)
+    time.sleep(2.5)
+    s.h.graceful()
+    docs = watch(s, 8)
+    load.result()
+    for t in slow:
+        t.join(30)
+    after = [d for d in docs if d["generation"] >= 1]
+    assert after, "no restart seen"
+    judged_apart = [d["fairness_previous"] for d in after
+                    if d["fairness_previous"]
+                    and d["fairness_previous"]["children"] >= 2]
+    assert judged_apart or not long_requests, \
+        "the old generation was never judged apart"
+    assert all(p["verdict"] != "concentrated" for p in judged_apart), \
+        judged_apart
+    # "idle" only in the instant before the new generation's first request
+    assert_never_concentrated(docs)
+    assert verdicts(docs)[-1][0] == "spread", verdicts(docs)
 
 
 # -- a real browser ----------------------------------------------------------
