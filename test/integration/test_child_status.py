@@ -754,6 +754,219 @@ def test_fairness_graceful_restart_keeps_spread(status, sleep_module, mpm):
     assert verdicts(docs)[-1][0] == "spread", verdicts(docs)
 
 
+# -- busy threads and async connections -------------------------------------
+
+BUSY_CONF = {
+    "hybrid": "StartServers 2\nServerLimit 8\nThreadLimit 25\n"
+              "ThreadsPerChild 25\nMaxRequestWorkers 200\n"
+              "MinSpareThreads 25\nMaxSpareThreads 200\n"
+              "AcceptStrategy mutex\n",
+    "worker": "StartServers 2\nServerLimit 8\nThreadLimit 25\n"
+              "ThreadsPerChild 25\nMaxRequestWorkers 200\n"
+              "MinSpareThreads 25\nMaxSpareThreads 200\n",
+}
+BUSY_CONF["event"] = BUSY_CONF["worker"]
+
+
+@pytest.mark.parametrize("mpm", ["hybrid", "worker", "event"])
+def test_busy_after_graceful_restart_is_what_runs(status, sleep_module, mpm):
+    """Issue 12, defect 8: 10 downloads in flight across a graceful
+    restart.  An old child's threads are marked SERVER_GRACEFUL when they
+    have exited (worker, mpm_hybrid) or, with event, all of them once the
+    child closed its listeners; only those in the middle of a request are
+    busy, and a child that stopped accepting has no idle threads.  So the
+    old generation shows exactly the 10 downloads (before: 51 busy with
+    mpm_hybrid, 0 with event).  prefork is left out: its old children have
+    one thread each and the idle ones exit at once."""
+    s = status(mpm, base=BUSY_CONF[mpm] + sleep_conf(sleep_module) + "\n")
+    s.wait_children(2)
+    out, threads = [], []
+    for _ in range(10):
+        t = threading.Thread(target=sleeper, args=(s.h.port, 9000, out))
+        t.start()
+        threads.append(t)
+    try:
+        s.h.wait_for(lambda: s.json()["totals"]["threads_busy"] >= 10,
+                     timeout=5, interval=0.1, what="10 downloads running")
+        s.h.graceful()
+
+        def settled():
+            doc = s.json()
+            old = [c for c in doc["children"]
+                   if c["generation"] < doc["generation"]]
+            busy = sum(c["threads_busy"] for c in old)
+            idle = sum(c["threads_idle"] for c in old)
+            new_ready = any(c["state"] == "ready" for c in current(doc))
+            return doc if old and new_ready and busy == 10 and idle == 0 \
+                else None
+        try:
+            doc = s.h.wait_for(settled, timeout=6, interval=0.2,
+                               what="the old generation to show 10 busy")
+        except AssertionError:
+            doc = s.json()
+            raise AssertionError("busy/idle per child: %r" % [
+                (c["generation"], c["state"], c["threads_busy"],
+                 c["threads_idle"]) for c in doc["children"]]) from None
+        # the status request itself is the only other work
+        assert 10 <= doc["totals"]["threads_busy"] <= 12, doc["totals"]
+    finally:
+        for t in threads:
+            t.join(30)
+    assert len(out) == 10 and all(o.startswith(b"HTTP/1.1 200") for o in out)
+
+
+def keepalive_idle(port, tag, n):
+    """n keep-alive connections, one request answered on each, left idle."""
+    socks = []
+    for i in range(n):
+        c = socket.create_connection(("127.0.0.1", port), 5)
+        c.settimeout(5)
+        c.sendall(b"GET /small.txt?%s%d HTTP/1.1\r\nHost: t\r\n\r\n"
+                  % (tag.encode(), i))
+        data = b""
+        while not data.endswith(b"0123456789abc\n"):
+            data += c.recv(4096)
+        socks.append(c)
+    return socks
+
+
+def served_per_pid(h, marker):
+    counts = {}
+    with open(h.access_log) as f:
+        for line in f:
+            if marker in line:
+                pid = int(line.split()[-1])
+                counts[pid] = counts.get(pid, 0) + 1
+    return counts
+
+
+def test_async_keep_alive_connections_on_event(status):
+    """An MPM that parks connections without a thread (event) counts them
+    per child in the scoreboard.  Stock event publishes those counts only
+    when its listener processes its timeout queues, i.e. when a queued
+    connection expires: so batch A of idle keep-alive connections is
+    opened, then batch B; when A expires (KeepAliveTimeout 4) each child
+    that held some of A publishes, and shows exactly its part of B as
+    keep-alive, in every format, with no thread busy for them."""
+    s = status("event", extra="KeepAliveTimeout 4\n")
+    s.wait_children()
+    socks = keepalive_idle(s.h.port, "kaA", 6)
+    time.sleep(2.0)
+    socks += keepalive_idle(s.h.port, "kaB", 6)
+    try:
+        def parked():
+            doc = s.json()
+            return doc if any((c["async"] or {}).get("keep_alive")
+                              for c in doc["children"]) else None
+        doc = s.h.wait_for(parked, timeout=4, interval=0.1,
+                           what="kept-alive connections counted")
+        auto = s.text("?auto")
+        prom = s.text("?prometheus")
+    finally:
+        for c in socks:
+            c.close()
+    held_a = served_per_pid(s.h, "?kaA")
+    held_b = served_per_pid(s.h, "?kaB")
+    shown = {c["pid"]: c["async"]["keep_alive"] for c in doc["children"]
+             if c["async"] and c["async"]["keep_alive"]}
+    print("\nA per child %r, B per child %r, keep_alive shown %r"
+          % (held_a, held_b, shown))
+    for pid, n in shown.items():
+        assert pid in held_a and n == held_b.get(pid), (shown, held_b)
+    assert doc["totals"]["async"]["keep_alive"] == sum(shown.values())
+    assert doc["totals"]["threads_busy"] <= 2, doc["totals"]
+    assert re.search(r"^ChildStatusAsync: async_conns=\d+ keep_alive=\d+ ",
+                     auto, re.M), auto
+    assert re.search(r'^child_status_slot_async_connections\{slot="\d+",'
+                     r'state="keep_alive"\} [1-9]', prom, re.M), prom
+    assert "<th>Keep-alive</th>" in s.text()
+
+
+@pytest.mark.parametrize("mpm", ["prefork", "worker", "hybrid"])
+def test_async_counts_absent_on_sync_mpms(status, mpm):
+    """Where the MPM is not async there is nothing parked: null, not 0."""
+    s = status(mpm)
+    doc = s.json()
+    assert all(c["async"] is None for c in doc["children"])
+    assert doc["totals"]["async"] is None
+    assert "child_status_slot_async_connections" not in s.text("?prometheus")
+
+
+# -- lost wake-ups and accept errors ---------------------------------------
+
+HERD = ("StartServers 6\nServerLimit 8\nThreadLimit 1\nThreadsPerChild 1\n"
+        "MaxRequestWorkers 8\nMinSpareThreads 1\nMaxSpareThreads 8\n")
+
+
+def herd(status, strategy):
+    """Six single-threaded children, 600 connections one at a time: the
+    light load at which idle children wait together."""
+    s = status("hybrid", base=HERD + "AcceptStrategy %s\n" % strategy)
+    s.wait_children(6)
+    s.load(600, 1)
+    doc = s.wait_requests(600)
+    live = [c for c in doc["children"] if c["state"] != "dead"]
+    return s, doc, sum(c["accept_lost_wakeups"] for c in live)
+
+
+def test_lost_wakeups_shown_in_every_format(status):
+    """Preemptive: every idle child polls the listener, and a child that
+    is woken but loses the accept() race counts a lost wake-up.  The
+    figure is shown per child and in total, in every format, and the
+    server-wide one outlives the children.  (How many there are varies a
+    lot from run to run: most of the herd's wake-ups end inside the
+    kernel, which puts a waiter back to sleep when it finds the connection
+    gone; README says more.)"""
+    s, doc, per_child = herd(status, "preemptive")
+    server = doc["server_totals"]
+    print("\npreemptive: %d lost wake-ups, %d accept errors for 600 "
+          "connections" % (server["accept_lost_wakeups"],
+                           server["accept_errors"]))
+    assert doc["totals"]["accept_lost_wakeups"] == per_child
+    assert server["accept_lost_wakeups"] >= per_child
+    assert isinstance(server["accept_errors"], int)
+    assert doc["totals"]["accept_errors"] == sum(
+        c["accept_errors"] for c in doc["children"] if c["state"] != "dead")
+    auto = s.text("?auto")
+    got = int(re.search(r"^ChildStatusServerLostWakeups: (\d+)$", auto,
+                        re.M).group(1))
+    assert got >= server["accept_lost_wakeups"]
+    assert re.search(r"^ChildStatusSlot\d+: .* lost_wakeups=\d+ "
+                     r"accept_errors=\d+", auto, re.M), auto
+    prom = s.text("?prometheus")
+    got = int(re.search(r"^child_status_accept_lost_wakeups_total (\d+)$",
+                        prom, re.M).group(1))
+    assert got >= server["accept_lost_wakeups"]
+    assert re.search(r'^child_status_slot_accept_errors_total\{slot="\d+"\} '
+                     r'\d+$', prom, re.M)
+    page = s.text()
+    assert "<th>Lost wake-ups</th>" in page and "<dt>Accept errors</dt>" in page
+
+
+def test_lost_wakeups_none_behind_the_mutex(status):
+    """With the accept mutex only its holder waits, so no wake-up is ever
+    lost: the figure is 0, not missing."""
+    s, doc, per_child = herd(status, "mutex")
+    assert per_child == 0
+    assert doc["server_totals"]["accept_lost_wakeups"] == 0
+
+
+@pytest.mark.parametrize("mpm", ["prefork", "event"])
+def test_mpm_counters_absent_on_stock_mpms(status, mpm):
+    """A stock MPM does not count accepts, wake-ups or errors: null in
+    JSON, no line in ?auto, no series in Prometheus."""
+    s = status(mpm)
+    s.wait_children()
+    doc = s.json()
+    for k in ("connections", "accept_lost_wakeups", "accept_errors",
+              "child_restarts"):
+        assert doc["server_totals"][k] is None, k
+    assert isinstance(doc["server_totals"]["requests"], int)
+    assert "ChildStatusServerLostWakeups" not in s.text("?auto")
+    assert "child_status_accept_lost_wakeups_total" not in \
+        s.text("?prometheus")
+
+
 # -- a real browser ----------------------------------------------------------
 
 def chromium_dom(url):
