@@ -967,6 +967,58 @@ def test_mpm_counters_absent_on_stock_mpms(status, mpm):
         s.text("?prometheus")
 
 
+# -- Prometheus across recycling ---------------------------------------------
+
+def series(text):
+    """{name{labels}: value} of a Prometheus text."""
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            key, val = line.rsplit(" ", 1)
+            out[key] = float(val)
+    return out
+
+
+def test_prometheus_bounded_while_children_recycle(status):
+    """MaxConnectionsPerChild 10 recycles children several times a second
+    (each recycle a new pid).  Series are keyed by slot, so their number
+    stays bounded by ServerLimit; pid and generation are only in the one
+    info series per slot; and the server-wide request and connection
+    counters equal what was made, however short-lived the children were
+    (summing per-child series lost those that died between scrapes)."""
+    s = status("hybrid", base="StartServers 3\nServerLimit 6\n"
+                              "ThreadsPerChild 2\nMaxRequestWorkers 12\n"
+                              "MinSpareThreads 2\nMaxSpareThreads 12\n"
+                              "AcceptStrategy mutex\n"
+                              "MaxConnectionsPerChild 10\n")
+    s.wait_children(3)
+    seen, per_scrape, pids, made = set(), [], set(), 0
+    for _ in range(8):
+        made += s.load(200, 3)
+        text = s.text("?prometheus")
+        got = series(text)
+        seen |= {k for k in got if not k.startswith("child_status_slot_info")}
+        per_scrape.append(len(got))
+        pids |= set(re.findall(r'pid="(\d+)"', text))
+    print("\n%d pids seen, series per scrape %r, distinct non-info series "
+          "%d" % (len(pids), per_scrape, len(seen)))
+    assert len(pids) >= 20, "children were not recycled: %d pids" % len(pids)
+    # at most ServerLimit slots, each with a bounded set of families
+    assert len(seen) <= 6 * 30 + 40, sorted(seen)
+    assert max(per_scrape) <= 6 * 31 + 40
+    # every count is the truth: fetched documents count too (the one being
+    # answered is counted after it is sent)
+    def settled():
+        before = s.fetches
+        got = series(s.text("?prometheus"))
+        return got if got["child_status_requests_total"] == made + before \
+            else None
+    got = s.h.wait_for(settled, timeout=10, interval=0.3,
+                       what="child_status_requests_total == requests made")
+    assert got["child_status_connections_total"] >= made
+    assert got["child_status_child_restarts_total"] >= len(pids) - 6
+
+
 # -- a real browser ----------------------------------------------------------
 
 def chromium_dom(url):
