@@ -15,13 +15,20 @@
 #include "apr_time.h"
 #include "httpd.h"
 
+#include "cstatus_fair.h"
+
 /* Request-rate windows, in seconds; the fairness window is the middle. */
 #define CSTATUS_NWINDOWS 3
 #define CSTATUS_FAIR_WINDOW 1
 extern const int cstatus_windows[CSTATUS_NWINDOWS];
 
-/* Jain's index at or above this reads as "spread". */
-#define CSTATUS_SPREAD_JAIN 0.9
+/* The fairness populations (cstatus_fair.h): the running generation, and
+ * every older generation together. */
+#define CSTATUS_POP_CURRENT 0
+#define CSTATUS_POP_PREVIOUS 1
+
+/* The rule in one sentence, as every format that explains itself says it. */
+extern const char cstatus_fair_rule[];
 
 typedef enum {
     CSTATUS_STARTING = 0,
@@ -30,14 +37,41 @@ typedef enum {
     CSTATUS_DEAD
 } cstatus_state_e;
 
+/* An async MPM's connections of one child (process_score). */
+typedef struct cstatus_async {
+    apr_uint64_t connections;       /* all it holds */
+    apr_uint64_t keep_alive;        /* idle between requests */
+    apr_uint64_t lingering_close;
+    apr_uint64_t write_completion;
+    apr_uint64_t suspended;         /* by a module */
+    int has_wait_io;                /* httpd 2.4.63 and later */
+    apr_uint64_t wait_io;
+} cstatus_async;
+
+/* Counters that only grow, across child exits and graceful restarts (a
+ * hard restart zeroes the scoreboard's), of one slot or summed over all,
+ * so a rate over them is right however short-lived the children are. */
+typedef struct cstatus_counts {
+    int has_scoreboard;         /* ExtendedStatus keeps them (mod_status on) */
+    apr_uint64_t requests;      /* worker_score access_count */
+    apr_uint64_t bytes;         /* worker_score bytes_served */
+    apr_uint64_t duration_us;   /* worker_score duration */
+    int has_hybrid;             /* mpm_hybrid's slot counters */
+    apr_uint64_t connections;
+    apr_uint64_t lost_wakeups;
+    apr_uint64_t accept_errors;
+    apr_uint64_t accept_waits;
+    apr_uint64_t accept_wait_us;
+    apr_uint64_t child_restarts;    /* children started after a slot's first */
+} cstatus_counts;
+
 typedef struct cstatus_child {
     int slot;
     pid_t pid;
     int generation;
     cstatus_state_e state;
-    int fair;                   /* counted in the fairness figure */
-    int threads_busy;
-    int threads_idle;
+    int threads_busy;           /* serving a connection */
+    int threads_idle;           /* waiting for one (accepting children only) */
 
     int has_counts;             /* our record belongs to this pid */
     apr_uint64_t connections;
@@ -48,8 +82,11 @@ typedef struct cstatus_child {
     int has_mean;               /* has_counts and requests > 0 */
     double mean_ms;             /* mean request time */
     double recent;              /* requests in the fairness window */
-    int has_share;
-    double share;               /* of recent requests, 0..1 */
+
+    /* Fairness (cstatus_fair.h): its inputs and what the rule made of it;
+     * fair.population < 0 when it is in no population. */
+    cstatus_fair_child fair;
+    int has_share;              /* judged: fair.share is its share */
 
     /* From mpm_hybrid's statistics, when it runs and the pid matches. */
     int has_hybrid;
@@ -58,13 +95,24 @@ typedef struct cstatus_child {
     apr_uint64_t accepts;
     apr_uint64_t accept_waits;
     apr_uint64_t accept_wait_us;
+    apr_uint64_t lost_wakeups;  /* woken for a connection another took */
+    apr_uint64_t accept_errors;
     int has_slot_history;       /* restarts/last exit of the slot */
     apr_uint32_t restarts;
     int has_exit;
     const char *exit_why;       /* "code" or "signal" */
     int exit_status;
+
+    /* The slot's counters (not this child's alone). */
+    cstatus_counts slot_counts;
+
+    /* From the scoreboard, with an MPM that parks connections without a
+     * thread (AP_MPMQ_IS_ASYNC), as its listener last counted them. */
+    int has_async;
+    cstatus_async async;
 } cstatus_child;
 
+/* Sums over the children shown (live, and dead ones still shown). */
 typedef struct cstatus_totals {
     int children;
     int threads_busy;
@@ -76,17 +124,13 @@ typedef struct cstatus_totals {
     double rate[CSTATUS_NWINDOWS];
     int has_mean;
     double mean_ms;
+    apr_uint64_t lost_wakeups;      /* has_hybrid children */
+    apr_uint64_t accept_errors;
+    int has_async;
+    cstatus_async async;
 } cstatus_totals;
 
-typedef struct cstatus_fairness {
-    int children;               /* live children of the current generation */
-    double requests;            /* their requests in the window */
-    int has_jain;               /* false when idle (no requests) */
-    double jain;
-    double max_share;
-    double min_share;
-    const char *verdict;        /* "spread", "concentrated" or "idle" */
-} cstatus_fairness;
+typedef cstatus_fair_result cstatus_fairness;
 
 typedef struct cstatus_model {
     apr_time_t now;
@@ -100,10 +144,14 @@ typedef struct cstatus_model {
     const char *accept_strategy;  /* NULL unless the MPM says */
     const char *accept_mutex;     /* NULL unless the MPM says; "" = none */
     int has_hybrid;
+    int is_async;                 /* AP_MPMQ_IS_ASYNC */
     int nchildren;
     cstatus_child *children;      /* slot order */
     cstatus_totals totals;
-    cstatus_fairness fairness;
+    cstatus_counts server;        /* every slot */
+    cstatus_fairness fairness;    /* the current generation */
+    int has_previous;             /* an older generation was accepting */
+    cstatus_fairness previous;    /* older generations, judged apart */
 } cstatus_model;
 
 /* How a request asked to see the model. */
@@ -139,5 +187,6 @@ cstatus_model *cstatus_collect(apr_pool_t *p, cstatus_hybrid_fn hybrid);
 
 /* The state's lower-case name ("starting", "ready", "graceful", "dead"). */
 const char *cstatus_state_name(cstatus_state_e state);
+
 
 #endif /* CSTATUS_MODEL_H */

@@ -20,6 +20,10 @@
 
 #define RETAINED_KEY "mod_child_status.c/records"
 
+/* Generations whose load time is remembered; older children than that
+ * are long gone. */
+#define GENERATION_HISTORY 16
+
 /* Survives restarts in the process pool; the module's statics do not,
  * because the DSO is unloaded and loaded again each generation. */
 typedef struct retained_records {
@@ -27,6 +31,8 @@ typedef struct retained_records {
     cstatus_record *base;
     int slots;
     int since_generation;
+    int loaded_generation[GENERATION_HISTORY];
+    apr_time_t loaded_time[GENERATION_HISTORY];
 } retained_records;
 
 /* This generation's view of the retained data; set in the parent before
@@ -38,8 +44,9 @@ static struct {
     cstatus_record *volatile rec;
     apr_uint32_t pid;
     int slot;
+    apr_time_t started;
     pthread_once_t once;
-} mine = { NULL, 0, -1, PTHREAD_ONCE_INIT };
+} mine = { NULL, 0, -1, 0, PTHREAD_ONCE_INIT };
 
 static apr_status_t create_segment(retained_records *rr, server_rec *s,
                                    int slots)
@@ -73,6 +80,8 @@ apr_status_t cstatus_record_setup(server_rec *s, int hard_limit, int generation)
         rr = ap_retained_data_create(RETAINED_KEY, sizeof(*rr));
         rr->since_generation = generation;
     }
+    rr->loaded_generation[generation % GENERATION_HISTORY] = generation;
+    rr->loaded_time[generation % GENERATION_HISTORY] = apr_time_now();
     if (hard_limit < 1) {
         hard_limit = 1;
     }
@@ -93,6 +102,17 @@ cstatus_record *cstatus_record_base(int *slots, int *since_generation)
     *slots = seg->slots;
     *since_generation = seg->since_generation;
     return seg->base;
+}
+
+apr_time_t cstatus_record_generation_loaded(int generation)
+{
+    int i = generation % GENERATION_HISTORY;
+
+    if (seg == NULL || generation < 0
+        || seg->loaded_generation[i] != generation) {
+        return 0;
+    }
+    return seg->loaded_time[i];
 }
 
 /* The scoreboard slot of the worker that `c` runs on, or -1.  The handle
@@ -140,6 +160,8 @@ static void claim_record(void)
     __atomic_store_n(&rec->head.c.pid, 0, __ATOMIC_RELAXED);
     rec->head.c.generation = gen;
     rec->head.c.claimed = apr_time_now();
+    rec->head.c.started = mine.started ? mine.started : rec->head.c.claimed;
+    __atomic_store_n(&rec->head.c.stopped, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&rec->head.c.connections, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&rec->head.c.requests, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&rec->head.c.bytes, 0, __ATOMIC_RELAXED);
@@ -180,24 +202,6 @@ static void add64(volatile apr_uint64_t *p, apr_uint64_t v)
     __atomic_fetch_add(p, v, __ATOMIC_RELAXED);
 }
 
-static void bump_second(cstatus_record *rec, apr_time_t now)
-{
-    apr_uint32_t sec = (apr_uint32_t)apr_time_sec(now);
-    volatile apr_uint64_t *b = &rec->ring[sec % CSTATUS_RING];
-    apr_uint64_t old = __atomic_load_n(b, __ATOMIC_RELAXED);
-    apr_uint64_t want;
-
-    do {
-        if ((apr_uint32_t)(old >> 32) == sec) {
-            want = old + 1;
-        }
-        else {
-            want = ((apr_uint64_t)sec << 32) | 1;
-        }
-    } while (!__atomic_compare_exchange_n(b, &old, want, 1, __ATOMIC_RELAXED,
-                                          __ATOMIC_RELAXED));
-}
-
 void cstatus_record_connection(conn_rec *c)
 {
     cstatus_record *rec = my_record(c);
@@ -228,7 +232,23 @@ void cstatus_record_request(request_rec *r)
     if (now > r->request_time) {
         add64(&rec->head.c.duration_us, (apr_uint64_t)(now - r->request_time));
     }
-    bump_second(rec, now);
+    cstatus_ring_bump(rec->ring, now);
+}
+
+void cstatus_record_child_started(void)
+{
+    mine.started = apr_time_now();
+}
+
+void cstatus_record_child_stopping(void)
+{
+    cstatus_record *rec = __atomic_load_n(&mine.rec, __ATOMIC_ACQUIRE);
+
+    if (rec && __atomic_load_n(&rec->head.c.pid, __ATOMIC_RELAXED)
+               == mine.pid) {
+        __atomic_store_n(&rec->head.c.stopped, apr_time_now(),
+                         __ATOMIC_RELAXED);
+    }
 }
 
 void cstatus_record_read(const cstatus_record *rec, cstatus_record_copy *out)
@@ -238,6 +258,8 @@ void cstatus_record_read(const cstatus_record *rec, cstatus_record_copy *out)
 
     out->pid = (pid_t)__atomic_load_n(&c->pid, __ATOMIC_ACQUIRE);
     out->generation = c->generation;
+    out->started = c->started;
+    out->stopped = __atomic_load_n(&c->stopped, __ATOMIC_RELAXED);
     out->connections = __atomic_load_n(&c->connections, __ATOMIC_RELAXED);
     out->requests = __atomic_load_n(&c->requests, __ATOMIC_RELAXED);
     out->bytes = __atomic_load_n(&c->bytes, __ATOMIC_RELAXED);
@@ -250,27 +272,11 @@ void cstatus_record_read(const cstatus_record *rec, cstatus_record_copy *out)
 double cstatus_record_window(const cstatus_record_copy *rec, apr_time_t now,
                              int secs)
 {
-    apr_uint32_t sec_now = (apr_uint32_t)apr_time_sec(now);
-    double frac = (double)(now % APR_USEC_PER_SEC) / APR_USEC_PER_SEC;
-    double sum = 0.0;
-    int k;
+    return cstatus_ring_window(rec->ring, now, secs);
+}
 
-    if (secs < 1 || secs >= CSTATUS_RING) {
-        return 0.0;
-    }
-    /* Seconds sec_now-secs+1 .. sec_now lie wholly in the window (the
-     * current one up to now); of second sec_now-secs only its last
-     * (1 - frac) does. */
-    for (k = 0; k <= secs; k++) {
-        apr_uint32_t want = sec_now - (apr_uint32_t)k;
-        apr_uint64_t v = rec->ring[want % CSTATUS_RING];
-        double count;
-
-        if ((apr_uint32_t)(v >> 32) != want) {
-            continue;
-        }
-        count = (double)(v & 0xffffffffu);
-        sum += (k == secs) ? count * (1.0 - frac) : count;
-    }
-    return sum;
+void cstatus_record_seconds(const cstatus_record_copy *rec, apr_time_t now,
+                            int secs, double *out)
+{
+    cstatus_ring_seconds(rec->ring, now, secs, out);
 }

@@ -23,6 +23,7 @@
 #include "http_request.h"
 #include "ap_mpm.h"
 #include "mod_status.h"
+#include "mpm_common.h"
 
 #include "mod_mpm_hybrid.h"
 #include "cstatus_model.h"
@@ -60,6 +61,16 @@ static int post_config(apr_pool_t *pconf, apr_pool_t *plog,
 static void retrieve_optional_fns(void)
 {
     hybrid_stats_fn = APR_RETRIEVE_OPTIONAL_FN(hybrid_get_stats);
+}
+
+static void child_init(apr_pool_t *pchild, server_rec *s)
+{
+    cstatus_record_child_started();
+}
+
+static void child_stopping(apr_pool_t *pchild, int graceful)
+{
+    cstatus_record_child_stopping();
 }
 
 static int count_connection(conn_rec *c, void *csd)
@@ -177,6 +188,8 @@ static void register_hooks(apr_pool_t *p)
     ap_hook_post_config(post_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_optional_fn_retrieve(retrieve_optional_fns, NULL, NULL,
                                  APR_HOOK_MIDDLE);
+    ap_hook_child_init(child_init, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_child_stopping(child_stopping, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_pre_connection(count_connection, NULL, NULL, APR_HOOK_FIRST);
     ap_hook_log_transaction(count_request, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_handler(child_status_handler, NULL, NULL, APR_HOOK_MIDDLE);

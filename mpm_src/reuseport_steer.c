@@ -116,25 +116,29 @@ static apr_int32_t *room;
 /* ------------------------------------------------------------------ */
 /* The shortest-queue program, assembled here (no compiler for BPF is
  * needed at build time).  For G groups, with the map value int room[G]
- * and one random number r per connection:
+ * and a fresh 32-bit random number r(g) for each group:
  *
  *     room = lookup(map, 0); if (!room) return -1 (the hash);
- *     key(g) = min(room[g], 1) * 256 + jitter(r, g)
+ *     key(g) = min(room[g], 1) * 2^32 + r(g)
  *     best = the g with the highest key; room[best] -= 1; return best;
  *
  * Clipping the room at 1 makes every group with a free thread equal, so
- * among those the random jitter decides, and connection counts stay as
+ * among those the random part decides, and connection counts stay as
  * even as the kernel's hash makes them; only when no group has a free
- * thread does the backlog decide.  jitter(r, g) is the top byte of
- * r * (2g + 1): a different byte of noise for each group from one random
- * number.  The loop is unrolled, so the verifier sees constant offsets. */
+ * thread does the backlog decide.  The random parts must be independent
+ * and wide: an earlier version took the top byte of r * (2g + 1) from a
+ * single r, and those bytes are correlated (for 4 groups the maximum fell
+ * on groups 0-3 with 28/16/20/35 %), and 8 bits tie often, each tie going
+ * to the lower group.  One helper call per group costs some nanoseconds
+ * per new connection; 32 bits make ties negligible (2^-32).  The loop is
+ * unrolled, so the verifier sees constant offsets. */
 
 typedef struct {
     struct bpf_insn *insn;
     int n;
 } bpf_asm;
 
-enum { R0, R1, R2, R3, R4, R5, R6, R7, R10 = 10 };
+enum { R0, R1, R2, R3, R4, R5, R6, R7, R8, R10 = 10 };
 
 static void emit(bpf_asm *a, int code, int dst, int src, int off, int imm)
 {
@@ -150,27 +154,26 @@ static void emit(bpf_asm *a, int code, int dst, int src, int off, int imm)
 
 #define SHORTEST_LEN(G) (32 + 13 * (G))
 
-/* dst = key(g); R0 holds the room array, R7 the random number. */
+/* dst = key(g); R7 holds the room array.  The helper call clobbers R0-R5,
+ * so only R6-R8 (best group, room array, best key) live across it, and
+ * dst must be used before the next call. */
 static void emit_key(bpf_asm *a, int dst, int g)
 {
-    emit(a, BPF_LDX | BPF_MEM | BPF_W, dst, R0, 4 * g, 0);
+    emit(a, BPF_JMP | BPF_CALL, 0, 0, 0, BPF_FUNC_get_prandom_u32);
+    emit(a, BPF_ALU | BPF_MOV | BPF_X, R0, R0, 0, 0);      /* zero-extend */
+    emit(a, BPF_LDX | BPF_MEM | BPF_W, dst, R7, 4 * g, 0);
     emit(a, BPF_ALU64 | BPF_LSH | BPF_K, dst, 0, 0, 32);    /* sign- */
     emit(a, BPF_ALU64 | BPF_ARSH | BPF_K, dst, 0, 0, 32);   /* extend */
     emit(a, BPF_JMP | BPF_JSLE | BPF_K, dst, 0, 1, 1);
     emit(a, BPF_ALU64 | BPF_MOV | BPF_K, dst, 0, 0, 1);     /* clip at 1 */
-    emit(a, BPF_ALU64 | BPF_LSH | BPF_K, dst, 0, 0, 8);
-    emit(a, BPF_ALU | BPF_MOV | BPF_X, R3, R7, 0, 0);
-    emit(a, BPF_ALU | BPF_MUL | BPF_K, R3, 0, 0, 2 * g + 1);
-    emit(a, BPF_ALU | BPF_RSH | BPF_K, R3, 0, 0, 24);
-    emit(a, BPF_ALU64 | BPF_ADD | BPF_X, dst, R3, 0, 0);
+    emit(a, BPF_ALU64 | BPF_LSH | BPF_K, dst, 0, 0, 32);
+    emit(a, BPF_ALU64 | BPF_ADD | BPF_X, dst, R0, 0, 0);
 }
 
 static int assemble_shortest(bpf_asm *a, int groups, int map_fd)
 {
     int g, miss, hash;
 
-    emit(a, BPF_JMP | BPF_CALL, 0, 0, 0, BPF_FUNC_get_prandom_u32);
-    emit(a, BPF_ALU64 | BPF_MOV | BPF_X, R7, R0, 0, 0);
     emit(a, BPF_ST | BPF_MEM | BPF_W, R10, 0, -4, 0);        /* key 0 */
     emit(a, BPF_ALU64 | BPF_MOV | BPF_X, R2, R10, 0, 0);
     emit(a, BPF_ALU64 | BPF_ADD | BPF_K, R2, 0, 0, -4);
@@ -179,17 +182,18 @@ static int assemble_shortest(bpf_asm *a, int groups, int map_fd)
     emit(a, BPF_JMP | BPF_CALL, 0, 0, 0, BPF_FUNC_map_lookup_elem);
     miss = a->n;
     emit(a, BPF_JMP | BPF_JEQ | BPF_K, R0, 0, 0, 0);         /* -> hash */
-    emit_key(a, R4, 0);                                       /* best key */
+    emit(a, BPF_ALU64 | BPF_MOV | BPF_X, R7, R0, 0, 0);
+    emit_key(a, R8, 0);                                       /* best key */
     emit(a, BPF_ALU64 | BPF_MOV | BPF_K, R6, 0, 0, 0);       /* best g */
     for (g = 1; g < groups; g++) {
         emit_key(a, R2, g);
-        emit(a, BPF_JMP | BPF_JSLE | BPF_X, R2, R4, 2, 0);
-        emit(a, BPF_ALU64 | BPF_MOV | BPF_X, R4, R2, 0, 0);
+        emit(a, BPF_JMP | BPF_JSLE | BPF_X, R2, R8, 2, 0);
+        emit(a, BPF_ALU64 | BPF_MOV | BPF_X, R8, R2, 0, 0);
         emit(a, BPF_ALU64 | BPF_MOV | BPF_K, R6, 0, 0, g);
     }
     emit(a, BPF_ALU64 | BPF_MOV | BPF_X, R3, R6, 0, 0);
     emit(a, BPF_ALU64 | BPF_LSH | BPF_K, R3, 0, 0, 2);
-    emit(a, BPF_ALU64 | BPF_ADD | BPF_X, R3, R0, 0, 0);
+    emit(a, BPF_ALU64 | BPF_ADD | BPF_X, R3, R7, 0, 0);
     emit(a, BPF_ALU64 | BPF_MOV | BPF_K, R5, 0, 0, -1);
     emit(a, BPF_STX | BPF_ATOMIC | BPF_W, R3, R5, 0, BPF_ADD);
     emit(a, BPF_ALU64 | BPF_MOV | BPF_X, R0, R6, 0, 0);

@@ -12,7 +12,7 @@ Two measures, both on a keep-alive load of a small static file:
                 and exit, so it prints instructions per request, which no
                 other load on the machine can disturb.
 
-Usage: mod_src/tools/overhead.py wrk|instructions [MPM] [PAIRS] [SECONDS]
+Usage: test/bench/overhead.py wrk|instructions [MPM] [PAIRS] [SECONDS]
 Run from the repository root after `make`; it starts and stops its own
 servers (test/integration/httpd_fixture.py) and leaves nothing running.
 """
