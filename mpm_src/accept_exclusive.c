@@ -6,7 +6,9 @@
  * wait itself, with the periodic re-arm that keeps the kernel's wake-up
  * order from favouring one child, is the child's poller's
  * (hybrid_poller.c), which reuseport uses too for groups of several
- * children.
+ * children.  Where a child has nothing else to wait for (ThreadsPerChild
+ * 1, AsyncConnections Off, one Listen) it blocks in accept() instead,
+ * which wakes one waiter too (hyb_accept_blocks).
  */
 
 #include "hybrid_accept.h"
@@ -23,14 +25,16 @@ static const char *exclusive_probe(apr_pool_t *p)
 
 static apr_status_t exclusive_open(apr_pool_t *p, server_rec *s)
 {
-    hyb_listeners_nonblocking(ap_listeners);
+    hyb_listeners_prepare(ap_listeners);
     return APR_SUCCESS;
 }
 
 static apr_status_t exclusive_child_init(hyb_child *ch)
 {
     hyb_drain_hold(ch, ap_listeners);
-    return hyb_poller_listen(ch, ap_listeners, HYB_LISTEN_EXCLUSIVE);
+    return hyb_poller_listen(ch, ap_listeners, hyb_accept_blocks()
+                                               ? HYB_LISTEN_BLOCKING
+                                               : HYB_LISTEN_EXCLUSIVE);
 }
 
 const hyb_strategy hyb_accept_exclusive = {

@@ -108,7 +108,7 @@ static apr_status_t mutex_open(apr_pool_t *p, server_rec *s)
                      "directive for mpm-accept");
         return rv;
     }
-    hyb_listeners_nonblocking(ap_listeners);
+    hyb_listeners_prepare(ap_listeners);
     if (apr_proc_mutex_mech(accept_lock) == APR_LOCK_POSIXSEM) {
         posix_holder = holder_word();
     }

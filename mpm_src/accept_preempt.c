@@ -14,7 +14,7 @@
 
 static apr_status_t preempt_open(apr_pool_t *p, server_rec *s)
 {
-    hyb_listeners_nonblocking(ap_listeners);
+    hyb_listeners_prepare(ap_listeners);
     return APR_SUCCESS;
 }
 

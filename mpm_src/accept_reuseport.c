@@ -123,6 +123,14 @@ static void log_migrate_req(server_rec *s)
 }
 
 /* Copies an integer socket option from the primary listener. */
+static int opt_on(int fd, int level, int name)
+{
+    int v = 0;
+    socklen_t len = sizeof(v);
+
+    return getsockopt(fd, level, name, &v, &len) == 0 && v;
+}
+
 static void copy_opt(int from, int to, int level, int name, int halve)
 {
     int v = 0;
@@ -174,6 +182,7 @@ static apr_status_t make_group_socket(ap_listen_rec *primary, rp_sock *rs)
     apr_sockaddr_t *sa = primary->bind_addr;
     apr_os_sock_info_t info;
     apr_os_sock_t pfd;
+    apr_status_t rv;
     int fd, one = 1;
 
     apr_os_sock_get(&pfd, primary->sd);
@@ -193,8 +202,7 @@ static apr_status_t make_group_socket(ap_listen_rec *primary, rp_sock *rs)
     }
     if (bind(fd, (struct sockaddr *)&sa->sa, sa->salen) < 0
         || listen(fd, primary_backlog(pfd)) < 0) {
-        apr_status_t rv = errno;
-
+        rv = errno;
         close(fd);
         return rv;
     }
@@ -208,7 +216,19 @@ static apr_status_t make_group_socket(ap_listen_rec *primary, rp_sock *rs)
     rs->lr = *primary;
     rs->lr.next = NULL;
     rs->lr.bind_addr = sa;   /* re-pointed each generation, see below */
-    return apr_os_sock_make(&rs->lr.sd, &info, rp->pool);
+    if ((rv = apr_os_sock_make(&rs->lr.sd, &info, rp->pool))
+        != APR_SUCCESS) {
+        close(fd);
+        return rv;
+    }
+    /* The option was copied above, behind APR's back; telling APR too
+     * lets accepted connections inherit its record of it, so httpd's
+     * core does not set TCP_NODELAY again on every connection (as it
+     * does not on the primary listener's). */
+    if (opt_on(fd, IPPROTO_TCP, TCP_NODELAY)) {
+        apr_socket_opt_set(rs->lr.sd, APR_TCP_NODELAY, 1);
+    }
+    return APR_SUCCESS;
 }
 
 static void address_key(ap_listen_rec *primary, char *key, apr_size_t len)
@@ -372,7 +392,7 @@ static apr_status_t reuseport_open(apr_pool_t *p, server_rec *s)
     for (rs = rp->socks; rs; rs = rs->next) {
         rs->in_use = 0;
     }
-    hyb_listeners_nonblocking(ap_listeners);
+    hyb_listeners_prepare(ap_listeners);
     rp_group_listeners = apr_pcalloc(p, sizeof(*rp_group_listeners)
                                         * rp->groups);
     rp_group_listeners[0] = ap_listeners;
@@ -380,6 +400,7 @@ static apr_status_t reuseport_open(apr_pool_t *p, server_rec *s)
         if ((rv = open_group(p, s, g)) != APR_SUCCESS) {
             return rv;
         }
+        hyb_listeners_prepare(rp_group_listeners[g]);
     }
     close_unused(s, "no longer in the Listen configuration");
     steer_addresses(p, s);
@@ -397,7 +418,8 @@ static int reuseport_groups(void)
 
 /* A child's way of waiting on its group: when several children share a
  * group, EPOLLEXCLUSIVE wakes one of them per connection and its re-arm
- * rotates them, as in AcceptStrategy exclusive. */
+ * rotates them, as in AcceptStrategy exclusive; or a blocking accept()
+ * where the child has nothing else to wait for (hyb_accept_blocks). */
 static apr_status_t reuseport_child_init(hyb_child *ch)
 {
     ap_listen_rec *lr;
@@ -422,7 +444,8 @@ static apr_status_t reuseport_child_init(hyb_child *ch)
     }
     hyb_drain_hold(ch, rp_group_listeners[g]);
     return hyb_poller_listen(ch, rp_group_listeners[g],
-                             rp_use_exclusive ? HYB_LISTEN_EXCLUSIVE : 0);
+                             hyb_accept_blocks() ? HYB_LISTEN_BLOCKING
+                             : rp_use_exclusive ? HYB_LISTEN_EXCLUSIVE : 0);
 }
 
 /* The server is stopping: close every group socket now, so that clients

@@ -79,17 +79,30 @@ const char *hyb_strategy_names(apr_pool_t *p);
 /* Listener groups of the strategy in force (1 unless reuseport). */
 int hyb_accept_groups(void);
 
-/* Parent, open: listeners are shared open file descriptions, so O_NONBLOCK
- * set here is seen by every process; every strategy waits before it
- * accepts, so a connection another process took first gives EAGAIN
- * instead of blocking. */
-void hyb_listeners_nonblocking(ap_listen_rec *lrs);
+/* Can a child block in accept() on its listener, as prefork's children
+ * do on a single listener?  Only where nothing else needs its one thread
+ * meanwhile and the kernel's wake-up is the whole strategy: ThreadsPerChild
+ * 1, AsyncConnections Off, one Listen, and exclusive or reuseport (whose
+ * children wait on the listener itself; accept() wakes one waiter, the one
+ * that has waited longest).  One system call per connection instead of a
+ * wait and an accept.  A stop signal interrupts it (no SA_RESTART), and
+ * the handler lets go of the listener first (hybrid_drain.c), so a signal
+ * that lands just before the call cannot leave it blocked. */
+int hyb_accept_blocks(void);
 
-/* Worker: accept() on a listener the wait said was readable, with errno
- * sorted: EAGAIN is a wake-up another waiter won (counted), a resource
+/* Parent, open: listeners are shared open file descriptions, so the mode
+ * set here is seen by every process.  Non-blocking, since every strategy
+ * waits before it accepts and a connection another process took first
+ * must give EAGAIN; blocking where hyb_accept_blocks(). */
+void hyb_listeners_prepare(ap_listen_rec *lrs);
+
+/* Worker: accept() on a listener the wait said was readable (`woken`),
+ * or blocking, with errno sorted: EAGAIN after a wake-up is one another
+ * waiter won (counted), a resource
  * shortage is said as such (the caller pauses), a client's failed
  * handshake is a RETRY. */
 hyb_accept_rc hyb_accept_on(hyb_child *ch, ap_listen_rec *lr,
-                            apr_socket_t **csd, apr_pool_t *ptrans);
+                            apr_socket_t **csd, apr_pool_t *ptrans,
+                            int woken);
 
 #endif /* HYBRID_ACCEPT_H */

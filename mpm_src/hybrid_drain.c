@@ -300,6 +300,20 @@ static int accept_queued(hyb_child *ch, int i, apr_socket_t **csd,
     return 0;
 }
 
+/* A blocking listener (hyb_accept_blocks) is made non-blocking before it
+ * is drained: two children may see the same last connection queued, and
+ * the one that loses must find the queue empty, not wait on a listener
+ * that gets no new connections.  Every process that holds a closing
+ * listener is stopping, so none of them needs it blocking any more. */
+static void drain_nonblocking(int fd)
+{
+    int flags = fcntl(fd, F_GETFL);
+
+    if (flags >= 0 && !(flags & O_NONBLOCK)) {
+        fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+    }
+}
+
 /* Every free worker joins in. */
 void hyb_drain_serve_queued(hyb_thread *t)
 {
@@ -312,6 +326,7 @@ void hyb_drain_serve_queued(hyb_thread *t)
             || !listener_closing(held.fds[i])) {
             continue;
         }
+        drain_nonblocking(held.fds[i]);
         for (;;) {
             apr_pool_t *pool = hyb_poller_take_pool(t);
 

@@ -24,6 +24,7 @@
  */
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -342,7 +343,8 @@ apr_status_t hyb_poller_listen(hyb_child *ch, ap_listen_rec *lrs, int flags)
         P.lrs[i] = lr;
         P.lfds[i] = fd;
     }
-    if (!(flags & HYB_LISTEN_GATED) && listeners_on() != 0) {
+    if (!(flags & (HYB_LISTEN_GATED | HYB_LISTEN_BLOCKING))
+        && listeners_on() != 0) {
         ap_log_error(APLOG_MARK, APLOG_EMERG, errno, ap_server_conf,
                      HYBLOGNO(00096) "child: cannot add its listeners to "
                      "its epoll set%s", (flags & HYB_LISTEN_EXCLUSIVE)
@@ -447,7 +449,8 @@ static int limit(void)
  * limit and any shortage pause is over. */
 static void maybe_listen_again(apr_time_t now)
 {
-    if (!P.listening && !(P.flags & HYB_LISTEN_GATED) && P.nlisten
+    if (!P.listening && !(P.flags & (HYB_LISTEN_GATED | HYB_LISTEN_BLOCKING))
+        && P.nlisten
         && !hyb_child_stopping(P.ch) && now >= P.paused_until
         && __atomic_load_n(&P.held, __ATOMIC_RELAXED)
            < (apr_uint32_t)limit() - (apr_uint32_t)limit() / 10) {
@@ -738,7 +741,7 @@ static void accept_new(hyb_thread *t, int i, hyb_event *ev)
     hyb_accept_rc rc = HYB_ACCEPT_RETRY;
 
     if (i >= 0 && i < P.nlisten && P.lfds[i] >= 0) {
-        rc = hyb_accept_on(t->child, P.lrs[i], &ev->csd, pool);
+        rc = hyb_accept_on(t->child, P.lrs[i], &ev->csd, pool, 1);
     }
     if (rc != HYB_ACCEPT_OK) {
         t->ptrans = pool;     /* kept for the next one */
@@ -915,6 +918,36 @@ static void gated_next(hyb_thread *t, hyb_event *ev)
     }
 }
 
+/* HYB_LISTEN_BLOCKING: the child's one thread waits in accept() itself.
+ * A stop signal interrupts it, having let go of the listener (so the
+ * next call fails at once); then the child waits in its epoll set, as
+ * any stopping child does. */
+static void blocking_next(hyb_thread *t, hyb_event *ev)
+{
+    apr_pool_t *pool = hyb_poller_take_pool(t);
+    hyb_accept_rc rc = HYB_ACCEPT_RETRY;
+
+    if (P.lfds[0] >= 0) {
+        rc = hyb_accept_on(t->child, P.lrs[0], &ev->csd, pool, 0);
+    }
+    if (rc != HYB_ACCEPT_OK) {
+        t->ptrans = pool;
+        if (rc == HYB_ACCEPT_SHORTAGE) {
+            ev->kind = shortage();
+            apr_sleep(SHORTAGE_PAUSE);   /* no listener to switch off */
+        }
+        else if (P.lfds[0] >= 0 && (fcntl(P.lfds[0], F_GETFL) & O_NONBLOCK)) {
+            /* a new generation that does not block made the listener
+             * non-blocking: this child is about to be told to stop */
+            epoll_next(t, -1, ev);
+        }
+        return;
+    }
+    hyb_poller_count_accepted();
+    ev->kind = HYB_EV_NEW;
+    ev->pool = pool;
+}
+
 /* ------------------------------------------------------------------ */
 
 void hyb_poller_next(hyb_thread *t, hyb_event *ev)
@@ -927,7 +960,10 @@ void hyb_poller_next(hyb_thread *t, hyb_event *ev)
         return;
     }
     housekeeping(now, 0);
-    if (P.flags & HYB_LISTEN_GATED && !hyb_child_stopping(t->child)) {
+    if (P.flags & HYB_LISTEN_BLOCKING && !hyb_child_stopping(t->child)) {
+        blocking_next(t, ev);
+    }
+    else if (P.flags & HYB_LISTEN_GATED && !hyb_child_stopping(t->child)) {
         gated_next(t, ev);
     }
     else {

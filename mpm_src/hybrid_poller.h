@@ -24,6 +24,9 @@
 #define HYB_LISTEN_GATED     2   /* not in the epoll set: polled only by
                                     the thread holding the strategy's gate
                                     (the accept mutex) */
+#define HYB_LISTEN_BLOCKING  4   /* not in the epoll set: the child's one
+                                    thread blocks in accept() on its one
+                                    listener (hyb_accept_blocks) */
 
 typedef enum {
     HYB_EV_NONE,      /* nothing for this thread this time; wait again */

@@ -416,6 +416,121 @@ def test_accept_graceful_restarts_under_load(httpd, strategy):
     assert bad_log_lines(h) == []
 
 
+# -- ThreadsPerChild 1: blocking accept ---------------------------------------
+
+TPC1_BASE = ("StartServers 3", "ServerLimit 4", "ThreadLimit 1",
+             "ThreadsPerChild 1", "MaxRequestWorkers 4", "MinSpareServers 1",
+             "MaxSpareServers 4")
+O_NONBLOCK = 0o4000
+
+
+def wchan(pid):
+    try:
+        with open("/proc/%d/wchan" % pid) as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def listener_modes(pids, port):
+    """{pid: set of 'blocking'/'nonblocking'} of the listening sockets on
+    port each pid holds, from /proc/PID/fdinfo."""
+    listening = listen_inodes(port)
+    out = {}
+    for pid in pids:
+        modes = set()
+        for fd in os.listdir("/proc/%d/fd" % pid):
+            try:
+                link = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+                if not link.startswith("socket:[") \
+                        or int(link[8:-1]) not in listening:
+                    continue
+                with open("/proc/%d/fdinfo/%s" % (pid, fd)) as fi:
+                    flags = int(re.search(r"^flags:\s+(\d+)", fi.read(),
+                                          re.M).group(1), 8)
+            except OSError:
+                continue
+            modes.add("nonblocking" if flags & O_NONBLOCK else "blocking")
+        out[pid] = modes
+    return out
+
+
+def children_waiting_in(h, kids, where):
+    """where: "accept" (blocked in accept(): inet_csk_accept or
+    inet_csk_wait_for_connect) or "epoll" (ep_poll, do_epoll_wait)."""
+    return h.wait_for(lambda: all(where in wchan(p) or (
+                          where == "accept" and "wait_for_connect" in wchan(p))
+                                  for p in kids),
+                      timeout=5, interval=0.05,
+                      what="children %r waiting in %s: %r" % (
+                          kids, where, {p: wchan(p) for p in kids}))
+
+
+@pytest.mark.parametrize("strategy", ["exclusive", "reuseport"])
+def test_accept_tpc1_children_block_in_accept(httpd, strategy):
+    """ThreadsPerChild 1, AsyncConnections Off (the default there), one
+    Listen: each child blocks in accept() itself on a blocking listener,
+    as prefork's children do (one system call per connection), and the
+    kernel's first-come order keeps the spread even.  A graceful restart
+    to AsyncConnections On makes the listener non-blocking (its children
+    wait in epoll) and the old children leave; a graceful restart back
+    keeps it non-blocking (an old child of a non-blocking generation may
+    still be accepting); a hard restart makes it blocking again."""
+    conf = cfg(*TPC1_BASE, "AcceptStrategy %s" % strategy, DEBUG)
+    h = httpd(conf=conf)
+    h.start()
+    kids = stable_children(h, 3)
+    children_waiting_in(h, kids, "accept")
+    modes = listener_modes(kids, h.port)
+    assert all(m == {"blocking"} for m in modes.values()), modes
+    for i in range(60):
+        assert fetch("127.0.0.1", h.port, "/small.txt?blk%d" % i)[0] == 200
+    spread = wait_logged(h, "?blk", 60)
+    print("\n%s, ThreadsPerChild 1, blocking accept: 60 requests one at a "
+          "time served per child %r" % (strategy, sorted(spread.values())))
+    assert set(spread) == set(kids) and min(spread.values()) >= 10, spread
+
+    def generation(extra, where, mode):
+        old = set(h.children())
+        h.set_conf(conf + "\n" + extra)
+        h.graceful()
+        h.wait_for(lambda: not old & set(h.children())
+                   and len(h.children()) == 3, timeout=10,
+                   what="the old children to leave (%s)" % extra)
+        new = stable_children(h, 3)
+        children_waiting_in(h, new, where)
+        modes = listener_modes(new, h.port)
+        assert all(m == {mode} for m in modes.values()), (extra, modes)
+        assert fetch("127.0.0.1", h.port, "/small.txt")[0] == 200
+        return new
+
+    generation("AsyncConnections On", "epoll", "nonblocking")
+    generation("AsyncConnections Off", "epoll", "nonblocking")
+    old = set(h.children())
+    h.restart()
+    h.wait_for(lambda: not old & set(h.children()), timeout=10,
+               what="new children after the hard restart")
+    kids = stable_children(h, 3)
+    children_waiting_in(h, kids, "accept")
+    assert fetch("127.0.0.1", h.port, "/small.txt")[0] == 200
+    assert h.proc.poll() is None
+    assert bad_log_lines(h) == []
+
+
+def test_accept_tpc1_two_listeners_wait_in_epoll(httpd):
+    """Two Listens: a child cannot block on one of them, so it waits in
+    its epoll set and the listeners stay non-blocking."""
+    h = httpd(conf=cfg(*TPC1_BASE, "AcceptStrategy exclusive", DEBUG),
+              listen=BOTH)
+    h.start()
+    kids = stable_children(h, 3)
+    children_waiting_in(h, kids, "epoll")
+    modes = listener_modes(kids, h.port)
+    assert all(m == {"nonblocking"} for m in modes.values()), modes
+    assert fetch("127.0.0.1", h.port, "/small.txt")[0] == 200
+    assert fetch("::1", h.port, "/small.txt")[0] == 200
+
+
 # -- MaxConnectionsPerChild ------------------------------------------------
 
 def test_accept_reuseport_max_connections_per_child(httpd):
