@@ -157,8 +157,12 @@ clean-unit:
 #   make test-modules         build/mod_bench_sleep.so (SetHandler bench-sleep)
 #   make bench                all contenders, about 10 min on 2 cores
 #   make bench BENCH_QUICK=1  the same, smaller, at most about 2 min
+#   make bench-idle           idle capacity: 10,000 idle keep-alive
+#                             connections against event, ~1-3 min
+#   make bench-tpc1           ThreadsPerChild 1: AsyncConnections On or
+#                             Off, against prefork, ~2.5 min
 
-.PHONY: test-modules bench
+.PHONY: test-modules bench bench-idle bench-tpc1
 
 test-modules: $(BUILD)/mod_bench_sleep.so
 
@@ -172,6 +176,14 @@ bench: deps-bench
 	@$(MAKE) --no-print-directory all || \
 	    echo "bench: make all failed; hybrid contenders will be skipped"
 	@BENCH_QUICK='$(BENCH_QUICK)' /usr/bin/python3 test/bench/bench.py
+
+bench-idle: deps-bench
+	@$(MAKE) --no-print-directory all test-modules
+	@/usr/bin/python3 test/bench/idle.py
+
+bench-tpc1: deps-bench
+	@$(MAKE) --no-print-directory all test-modules
+	@/usr/bin/python3 test/bench/tpc1.py
 
 # ---------------------------------------------------------------------------
 # Fault suite (test/integration/test_faults.py, test/faults/README.md).

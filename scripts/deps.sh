@@ -67,6 +67,7 @@ gnuplot-nox             benchmark plots
 valgrind                apache2 -X under valgrind (make asan)
 apache2-utils           ab: the fixed request counts of the counting harness (count.py)
 linux-perf              perf: syscalls counted per connection, CPU profiles (count.py)
+util-linux              prlimit: every server of the idle-capacity benchmark at its hard fd limit (idle.py)
 EOF
 }
 
