@@ -177,18 +177,18 @@ static void copy_buffer(int from, int to, int name)
     }
 }
 
-static apr_status_t make_group_socket(ap_listen_rec *primary, rp_sock *rs)
+/* A listening socket on the primary's address, configured like it. */
+static int open_group_fd(ap_listen_rec *primary, apr_status_t *rv)
 {
     apr_sockaddr_t *sa = primary->bind_addr;
-    apr_os_sock_info_t info;
     apr_os_sock_t pfd;
-    apr_status_t rv;
     int fd, one = 1;
 
     apr_os_sock_get(&pfd, primary->sd);
     fd = socket(sa->family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0) {
-        return errno;
+        *rv = errno;
+        return -1;
     }
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
@@ -202,8 +202,21 @@ static apr_status_t make_group_socket(ap_listen_rec *primary, rp_sock *rs)
     }
     if (bind(fd, (struct sockaddr *)&sa->sa, sa->salen) < 0
         || listen(fd, primary_backlog(pfd)) < 0) {
-        rv = errno;
+        *rv = errno;
         close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static apr_status_t make_group_socket(ap_listen_rec *primary, rp_sock *rs)
+{
+    apr_sockaddr_t *sa = primary->bind_addr;
+    apr_os_sock_info_t info;
+    apr_status_t rv = APR_SUCCESS;
+    int fd = open_group_fd(primary, &rv);
+
+    if (fd < 0) {
         return rv;
     }
     memset(&info, 0, sizeof(info));
@@ -221,10 +234,10 @@ static apr_status_t make_group_socket(ap_listen_rec *primary, rp_sock *rs)
         close(fd);
         return rv;
     }
-    /* The option was copied above, behind APR's back; telling APR too
-     * lets accepted connections inherit its record of it, so httpd's
-     * core does not set TCP_NODELAY again on every connection (as it
-     * does not on the primary listener's). */
+    /* The option was copied behind APR's back; telling APR too lets
+     * accepted connections inherit its record of it, so httpd's core
+     * does not set TCP_NODELAY again on every connection (as it does not
+     * on the primary listener's). */
     if (opt_on(fd, IPPROTO_TCP, TCP_NODELAY)) {
         apr_socket_opt_set(rs->lr.sd, APR_TCP_NODELAY, 1);
     }
