@@ -12,6 +12,7 @@ import signal as _signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.request
 
@@ -430,6 +431,44 @@ def run_load(url, requests=2000, concurrency=20, keepalive=False, timeout=60,
     if completed is None:
         raise AssertionError("ab produced no result:\n" + out)
     return completed, failed, non2xx, out
+
+
+class Load(threading.Thread):
+    """run_load (ab) in a background thread: start() it, do things to the
+    server, then finish() for run_load's (completed, failed, non2xx,
+    output), re-raising what run_load raised.  t_start and t_end are when
+    ab was started and when it ended (time.monotonic()).
+
+    Give `requests` or `timelimit` (seconds; ab then stops after that
+    long, or after `requests` if that comes first).  `timeout` is how long
+    ab may run at all before it is killed (run_load's timeout); finish()
+    waits for it at most that long plus 10 s."""
+
+    def __init__(self, url, requests=10 ** 7, concurrency=8, timelimit=None,
+                 keepalive=False, timeout=120):
+        super().__init__(daemon=True)
+        self.url = url
+        self.timeout = timeout
+        self.kw = dict(requests=requests, concurrency=concurrency,
+                       timelimit=timelimit, keepalive=keepalive,
+                       timeout=timeout)
+        self.result = self.error = None
+        self.t_start = self.t_end = None
+
+    def run(self):
+        self.t_start = time.monotonic()
+        try:
+            self.result = run_load(self.url, **self.kw)
+        except Exception as e:  # noqa: BLE001 - re-raised by finish()
+            self.error = e
+        self.t_end = time.monotonic()
+
+    def finish(self):
+        self.join(self.timeout + 10)
+        assert not self.is_alive(), "ab did not finish"
+        if self.error:
+            raise self.error
+        return self.result
 
 
 # What must never appear in a server's error log after a test: the

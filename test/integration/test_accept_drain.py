@@ -52,9 +52,11 @@ def server_conf(so, strategy, tpc, extra=()):
     return "\n".join(lines + list(extra))
 
 
-class Load:
+class Clients:
     """CLIENTS threads, each doing connection-per-request GETs in a loop,
-    and recording what became of every attempt:
+    and recording what became of every attempt (not the fixture's ab
+    Load: ab counts failures, this needs the fate and the times of each
+    connection):
       ok       full 200 answer
       refused  connect() refused (the listener is gone: fine)
       timeout  connect() timed out (fine: not accepted)
@@ -143,7 +145,7 @@ def test_drain_on_graceful_stop(httpd, sleep_module, strategy, tpc):
     h = httpd(conf=server_conf(sleep_module, strategy, tpc))
     h.start()
     settle(h)
-    load = Load(h.port)
+    load = Clients(h.port)
     load.start()
     time.sleep(2.0)
     t_signal = time.monotonic()
@@ -172,7 +174,7 @@ def test_drain_on_listen_removed_at_graceful_restart(httpd, sleep_module,
     h = httpd(conf=conf, listen=both)
     h.start()
     settle(h)
-    load = Load(h.port)           # on the Listen that goes away
+    load = Clients(h.port)           # on the Listen that goes away
     load.start()
     time.sleep(2.0)
     h.set_conf(conf, listen="Listen 127.0.0.1:%d" % kept)

@@ -47,8 +47,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from httpd_fixture import (bad_log_lines, fd_links, read_to_eof, run_load,
-                           sleep_conf)
+from httpd_fixture import (Load, bad_log_lines, fd_links, read_to_eof,
+                           run_load, sleep_conf)
 
 STARTED = re.compile(r"Child (\d+) started: pid (\d+), gen (\d+), "
                      r"strategy (\w+), group (\d+)")
@@ -171,33 +171,6 @@ def try_fetch(addr, port, path, timeout=5.0):
         return fetch(addr, port, path, timeout)
     except OSError as e:
         return repr(e), time.monotonic() - t0
-
-
-class Load(threading.Thread):
-    """ab in the background; finish() returns run_load's tuple."""
-
-    def __init__(self, url, requests, concurrency, timelimit=None):
-        super().__init__(daemon=True)
-        self.url = url
-        self.kw = dict(requests=requests, concurrency=concurrency,
-                       timelimit=timelimit, timeout=120)
-        self.result = self.error = None
-        self.t_start = self.t_end = None
-
-    def run(self):
-        self.t_start = time.monotonic()
-        try:
-            self.result = run_load(self.url, **self.kw)
-        except Exception as e:  # re-raised by finish()
-            self.error = e
-        self.t_end = time.monotonic()
-
-    def finish(self):
-        self.join(150)
-        assert not self.is_alive(), "ab did not finish"
-        if self.error:
-            raise self.error
-        return self.result
 
 
 def ab_longest_ms(out):

@@ -20,8 +20,8 @@ import urllib.request
 
 import pytest
 
-from httpd_fixture import (free_port, read_to_eof, require_tool, run_load,
-                           sleep_conf)
+from httpd_fixture import (Load, free_port, read_to_eof, require_tool,
+                           run_load, sleep_conf)
 
 MPMS = ["prefork", "worker", "event", "hybrid"]
 
@@ -564,32 +564,6 @@ def test_loads_without_mod_status(status):
 
 # -- fairness over time -------------------------------------------------------
 
-class Background(threading.Thread):
-    """ab in the background for `seconds` (fresh connections); result()
-    returns run_load's tuple."""
-
-    def __init__(self, url, seconds, concurrency):
-        super().__init__(daemon=True)
-        self.args = (url, seconds, concurrency)
-        self.out = self.error = None
-
-    def run(self):
-        url, seconds, concurrency = self.args
-        try:
-            self.out = run_load(url, requests=10000000,
-                                concurrency=concurrency, timelimit=seconds,
-                                timeout=seconds + 60)
-        except Exception as e:   # re-raised by result()
-            self.error = e
-
-    def result(self):
-        self.join(120)
-        assert not self.is_alive(), "ab did not finish"
-        if self.error:
-            raise self.error
-        return self.out
-
-
 def sleeper(port, ms, out):
     """One /sleep?ms=ms request on its own connection; its status line
     goes to out."""
@@ -663,11 +637,12 @@ def test_fairness_spawn_keeps_spread(status, sleep_module):
     s = even_server(status, sleep_module,
                     "StartServers 3\nMinSpareThreads 6\n")
     first = {c["pid"] for c in current(s.json())}
-    load = Background(s.h.url("/sleep?ms=20"), 12, 8)
+    load = Load(s.h.url("/sleep?ms=20"), concurrency=8, timelimit=12,
+                timeout=12 + 60)
     load.start()
     # from the start, so the new child is seen in its first second
     docs = watch(s, 11)
-    load.result()
+    load.finish()
     spawned = {c["pid"] for d in docs for c in current(d)} - first
     assert spawned, "no child was spawned: the test did not test"
     young_seen = [d for d in docs if any(
@@ -691,11 +666,12 @@ def test_fairness_retirement_keeps_spread(status, sleep_module):
     s.load(300, 6, path="/sleep?ms=1")
     victim = current(s.json())[0]["pid"]
     os.kill(victim, signal.SIGKILL)
-    load = Background(s.h.url("/sleep?ms=10"), 14, 6)
+    load = Load(s.h.url("/sleep?ms=10"), concurrency=6, timelimit=14,
+                timeout=14 + 60)
     load.start()
     time.sleep(1.5)
     docs = watch(s, 11)
-    load.result()
+    load.finish()
     retired = [c for d in docs for c in current(d)
                if c["state"] in ("graceful", "dead") and c["judged"]]
     assert retired, "no retiring child was judged: %r" % verdicts(docs)
@@ -728,7 +704,8 @@ def test_fairness_graceful_restart_keeps_spread(status, sleep_module, mpm):
     conf, children, concurrency, long_requests = GRACEFUL_SERVERS[mpm]
     s = status(mpm, base=conf + sleep_conf(sleep_module) + "\n")
     s.wait_children(children)
-    load = Background(s.h.url("/sleep?ms=20"), 12, concurrency)
+    load = Load(s.h.url("/sleep?ms=20"), concurrency=concurrency,
+                timelimit=12, timeout=12 + 60)
     load.start()
     out, slow = [], []
     for _ in range(long_requests):
@@ -738,7 +715,7 @@ def test_fairness_graceful_restart_keeps_spread(status, sleep_module, mpm):
     time.sleep(2.5)
     s.h.graceful()
     docs = watch(s, 8)
-    load.result()
+    load.finish()
     for t in slow:
         t.join(30)
     after = [d for d in docs if d["generation"] >= 1]

@@ -19,8 +19,8 @@ import time
 
 import pytest
 
-from httpd_fixture import (CORE_MPM, alive, bad_log_lines, cfg, descendants,
-                           run_load, settle)
+from httpd_fixture import (CORE_MPM, Load, alive, bad_log_lines, cfg,
+                           descendants, run_load, settle)
 
 MPM = CORE_MPM
 
@@ -91,33 +91,6 @@ def connect_refused(h):
             return False
     except OSError:
         return True
-
-
-class Load(threading.Thread):
-    """ab in the background; .result once joined."""
-
-    def __init__(self, url, requests, concurrency, timelimit=None,
-                 keepalive=False):
-        super().__init__(daemon=True)
-        self.args = dict(requests=requests, concurrency=concurrency,
-                         timelimit=timelimit, keepalive=keepalive,
-                         timeout=120)
-        self.url = url
-        self.result = None
-        self.error = None
-
-    def run(self):
-        try:
-            self.result = run_load(self.url, **self.args)
-        except Exception as e:  # reported by the test
-            self.error = e
-
-    def finish(self):
-        self.join(150)
-        assert not self.is_alive(), "ab did not finish"
-        if self.error:
-            raise self.error
-        return self.result
 
 
 # -- graceful restart ----------------------------------------------------

@@ -36,7 +36,7 @@ import time
 import pytest
 
 from httpd_fixture import (  # noqa: E402
-    APACHE2, alive, apache_env, bad_log_lines, descendants, fd_links,
+    APACHE2, Load, alive, apache_env, bad_log_lines, descendants, fd_links,
     read_to_eof, run_load)
 
 FULL = os.environ.get("HYB_FAULTS_FULL") == "1"
@@ -95,32 +95,6 @@ def all_combos():
 
 def combo_id(c):
     return c[0] + ("-" + c[1] if c[1] else "")
-
-
-class Load(threading.Thread):
-    """ab in the background: .finish() -> (done, failed, non2xx, out)."""
-
-    def __init__(self, url, seconds, concurrency=8, keepalive=False):
-        super().__init__(daemon=True)
-        self.args = (url, 10 ** 7, concurrency, keepalive,
-                     seconds + 120, seconds)
-        self.result = self.error = None
-
-    def run(self):
-        url, n, c, ka, timeout, tl = self.args
-        try:
-            self.result = run_load(url, requests=n, concurrency=c,
-                                   keepalive=ka, timeout=timeout,
-                                   timelimit=tl)
-        except Exception as e:  # noqa: BLE001 - re-raised in finish()
-            self.error = e
-
-    def finish(self):
-        self.join(self.args[4] + 10)
-        assert not self.is_alive(), "ab did not finish"
-        if self.error:
-            raise self.error
-        return self.result
 
 
 def http_get(port, path="/small.txt", timeout=5.0, host="127.0.0.1"):
@@ -420,7 +394,8 @@ def test_faults_ipcrm_sysvsem(httpd, tpc):
                                        | access_log_pids(h)),
                       timeout=5, what="our semaphore")
     assert len(sems) == 1, sems
-    load = Load(h.url("/small.txt"), seconds=6, concurrency=4)
+    load = Load(h.url("/small.txt"), concurrency=4, timelimit=6,
+                timeout=6 + 120)
     load.start()
     time.sleep(1.5)
     t0 = time.monotonic()
@@ -567,7 +542,8 @@ def test_faults_kill_random_children(httpd, combo):
     h.start()
     settle(h, count=start)
     seconds = pick(15, 5)
-    load = Load(h.url("/small.txt"), seconds=seconds + 2, concurrency=8)
+    load = Load(h.url("/small.txt"), concurrency=8, timelimit=seconds + 2,
+                timeout=seconds + 2 + 120)
     load.start()
     time.sleep(1)
     kills = 0
@@ -684,7 +660,8 @@ def test_faults_gracefuls_under_load(httpd, combo):
     shm_before = shm_by_creator({h.pid})
     watch = PidWatch(h)
     watch.start()
-    load = Load(h.url("/small.txt"), seconds=count * 2 + 60, concurrency=6)
+    load = Load(h.url("/small.txt"), concurrency=6, timelimit=count * 2 + 60,
+                timeout=count * 2 + 60 + 120)
     load.start()
     time.sleep(1)
     t0 = time.monotonic()
