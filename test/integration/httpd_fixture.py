@@ -482,8 +482,10 @@ def bad_log_lines(h):
     return [l for l in h.log().splitlines() if BAD_LOG.search(l)]
 
 
-def settle(h, timeout=15):
-    """Wait until the set of children has not changed for a second."""
+def settle(h, count=None, timeout=15):
+    """Wait until the set of children (pids) has not changed for a second,
+    and there are exactly `count` of them if that is given; return their
+    sorted pids.  Fails at once if the parent exits."""
     history = []
 
     def ok():
@@ -493,9 +495,13 @@ def settle(h, timeout=15):
         time.sleep(1.0)
         b = h.children()
         history.append(b)
-        return a if a and a == b else None
+        if a and a == b and (count is None or len(b) == count):
+            return b
+        return None
+    what = "children to settle" if count is None else \
+        "%d stable children" % count
     try:
-        return h.wait_for(ok, timeout=timeout, what="children to settle")
+        return h.wait_for(ok, timeout=timeout, what=what)
     except AssertionError as e:
         raise AssertionError("children kept changing: %r\n%s" % (
             history, e)) from None

@@ -48,7 +48,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from httpd_fixture import (Load, bad_log_lines, fd_links, read_to_eof,
-                           run_load, sleep_conf)
+                           run_load, settle, sleep_conf)
 
 STARTED = re.compile(r"Child (\d+) started: pid (\d+), gen (\d+), "
                      r"strategy (\w+), group (\d+)")
@@ -70,22 +70,6 @@ def started(h):
 def group_of(h):
     """pid -> listener group, from the debug log."""
     return {pid: grp for _, pid, _, _, grp in started(h)}
-
-
-def stable_children(h, n, timeout=15):
-    """Wait until exactly n children exist and stay the same for 1 s."""
-    history = []
-
-    def ok():
-        a = h.children()
-        time.sleep(1.0)
-        b = h.children()
-        history.append(b)
-        return b if len(b) == n and a == b else None
-    try:
-        return h.wait_for(ok, timeout=timeout, what="%d stable children" % n)
-    except AssertionError as e:
-        raise AssertionError("children: %r\n%s" % (history, e)) from None
 
 
 def served_by(h, marker):
@@ -203,7 +187,7 @@ def test_accept_fairness_four_children(httpd, strategy):
     h = httpd(conf=cfg(*FOUR_FIXED, "AcceptStrategy %s" % strategy, DEBUG,
                        *extra))
     h.start()
-    kids = stable_children(h, 4)
+    kids = settle(h, count=4)
     listening = listen_inodes(h.port)
     assert len(listening) == (4 if strategy == "reuseport" else 1), listening
     if strategy == "reuseport":
@@ -282,7 +266,7 @@ def test_accept_reuseport_even_at_any_concurrency(httpd, concurrency,
                        "AcceptStrategy reuseport", "ReusePortGroups 4",
                        DEBUG))
     h.start()
-    kids = stable_children(h, 4)
+    kids = settle(h, count=4)
     groups = group_of(h)
     assert sorted(groups.get(p) for p in kids) == [0, 1, 2, 3], groups
     n = 3000
@@ -310,7 +294,7 @@ def test_accept_reuseport_child_holds_only_its_group_sockets(httpd):
         "MaxSpareThreads 64", "AcceptStrategy reuseport",
         "ReusePortGroups 3", DEBUG))
     h.start()
-    kids = stable_children(h, 3)
+    kids = settle(h, count=3)
     groups = group_of(h)
     listening = listen_inodes(h.port)
     assert len(listening) == 6, listening
@@ -340,7 +324,7 @@ def test_accept_graceful_restarts_under_load(httpd, strategy):
     h = httpd(conf=cfg(*RESTART_BASE, "AcceptStrategy %s" % strategy, DEBUG,
                        *extra))
     h.start()
-    stable_children(h, 2)
+    settle(h, count=2)
     listening = listen_inodes(h.port)
     assert len(listening) == (2 if strategy == "reuseport" else 1), listening
     restarts = 20
@@ -452,7 +436,7 @@ def test_accept_tpc1_children_block_in_accept(httpd, strategy):
     conf = cfg(*TPC1_BASE, "AcceptStrategy %s" % strategy, DEBUG)
     h = httpd(conf=conf)
     h.start()
-    kids = stable_children(h, 3)
+    kids = settle(h, count=3)
     children_waiting_in(h, kids, "accept")
     modes = listener_modes(kids, h.port)
     assert all(m == {"blocking"} for m in modes.values()), modes
@@ -470,7 +454,7 @@ def test_accept_tpc1_children_block_in_accept(httpd, strategy):
         h.wait_for(lambda: not old & set(h.children())
                    and len(h.children()) == 3, timeout=10,
                    what="the old children to leave (%s)" % extra)
-        new = stable_children(h, 3)
+        new = settle(h, count=3)
         children_waiting_in(h, new, where)
         modes = listener_modes(new, h.port)
         assert all(m == {mode} for m in modes.values()), (extra, modes)
@@ -483,7 +467,7 @@ def test_accept_tpc1_children_block_in_accept(httpd, strategy):
     h.restart()
     h.wait_for(lambda: not old & set(h.children()), timeout=10,
                what="new children after the hard restart")
-    kids = stable_children(h, 3)
+    kids = settle(h, count=3)
     children_waiting_in(h, kids, "accept")
     assert fetch("127.0.0.1", h.port, "/small.txt")[0] == 200
     assert h.proc.poll() is None
@@ -496,7 +480,7 @@ def test_accept_tpc1_two_listeners_wait_in_epoll(httpd):
     h = httpd(conf=cfg(*TPC1_BASE, "AcceptStrategy exclusive", DEBUG),
               listen=BOTH)
     h.start()
-    kids = stable_children(h, 3)
+    kids = settle(h, count=3)
     children_waiting_in(h, kids, "epoll")
     modes = listener_modes(kids, h.port)
     assert all(m == {"nonblocking"} for m in modes.values()), modes
@@ -516,7 +500,7 @@ def test_accept_reuseport_max_connections_per_child(httpd):
                        "AcceptStrategy reuseport", "ReusePortGroups 4",
                        "MaxConnectionsPerChild 100", DEBUG))
     h.start()
-    first = set(stable_children(h, 4))
+    first = set(settle(h, count=4))
     n = 3000
     done, failed, non2xx, out = run_load(h.url("/small.txt?mcpc"), n, 8)
     longest = ab_longest_ms(out)
@@ -584,7 +568,7 @@ def test_accept_recycling_child_holding_a_connection(httpd, strategy):
                        "MaxConnectionsPerChild 10",
                        "AcceptStrategy %s" % strategy, DEBUG, *extra))
     h.start()
-    kids = stable_children(h, 2)
+    kids = settle(h, count=2)
     ka = keepalive_open(h, "ka")
     try:
         # the access log line follows the response by a moment
@@ -656,7 +640,7 @@ def test_accept_graceful_stop_with_requests_in_flight(httpd, strategy):
                        "AcceptStrategy %s" % strategy,
                        "GracefulShutdownTimeout 20", DEBUG, *extra))
     h.start()
-    kids = stable_children(h, 3)
+    kids = settle(h, count=3)
     # 6 requests in flight: with 3 groups, all on one child 1 time in 243
     inflight = []
     try:
@@ -778,7 +762,7 @@ def test_accept_reuseport_steers_to_free_threads(httpd, sleep_module):
     thread."""
     h = httpd(conf=steer_conf(sleep_module))
     h.start()
-    stable_children(h, 2)
+    settle(h, count=2)
     slowest = []
     for _ in range(4):
         slowest.append(slowest_of_eight(h.port))
@@ -798,7 +782,7 @@ def test_accept_reuseport_steering_after_kill(httpd, sleep_module):
     free thread.  Without the correction the slowest took 3.25 s."""
     h = httpd(conf=steer_conf(sleep_module))
     h.start()
-    kids = stable_children(h, 2)
+    kids = settle(h, count=2)
     groups = group_of(h)
     victim = [p for p in kids if groups.get(p) == 1]
     assert victim, groups
@@ -825,7 +809,7 @@ def test_accept_reuseport_killed_child_group_served(httpd, victim_group):
                        "AcceptStrategy reuseport", "ReusePortGroups 2",
                        DEBUG))
     h.start()
-    kids = stable_children(h, 2)
+    kids = settle(h, count=2)
     groups = group_of(h)
     assert sorted(groups[p] for p in kids) == [0, 1], groups
     victim = [p for p in kids if groups[p] == victim_group][0]
@@ -858,7 +842,7 @@ def test_accept_reuseport_killed_child_group_served(httpd, victim_group):
     assert replaced_in < 1.0, replaced_in
     assert slow == [], slow
     # the new child really serves the dead child's group
-    kids2 = stable_children(h, 2)
+    kids2 = settle(h, count=2)
     assert survivor in kids2 and victim not in kids2, (kids, kids2)
     counts = wait_logged(h, "?kill", 200)
     assert sum(counts.values()) == 200
@@ -880,7 +864,7 @@ def test_accept_ipv4_and_ipv6_together(httpd, strategy):
         "MaxSpareThreads 64", "AcceptStrategy %s" % strategy, DEBUG,
         *extra))
     h.start()
-    kids = stable_children(h, 3)
+    kids = settle(h, count=3)
     results = {}
     with ThreadPoolExecutor(max_workers=4) as pool:
         for addr in ("127.0.0.1", "::1"):
@@ -990,7 +974,7 @@ def test_accept_reuseport_groups_above_max_children_warns(httpd):
     assert r.returncode == 0, r.stdout + r.stderr
     h.start()
     proc = h.proc
-    kids = stable_children(h, 4)
+    kids = settle(h, count=4)
     assert sorted(group_of(h)[p] for p in kids) == [0, 1, 2, 3]
     assert len(listen_inodes(h.port)) == 4
     assert fetch("127.0.0.1", h.port, "/small.txt")[0] == 200
@@ -1011,7 +995,7 @@ def test_accept_reuseport_groups_change_needs_full_restart(httpd):
             "AcceptStrategy reuseport", DEBUG)
     h = httpd(conf=cfg(*base, "ReusePortGroups 2"))
     h.start()
-    stable_children(h, 2)
+    settle(h, count=2)
     load = Load(h.url("/small.txt?chg"), 200000, 6, timelimit=4)
     load.start()
     time.sleep(0.8)

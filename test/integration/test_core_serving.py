@@ -63,16 +63,6 @@ def read_response(buf_sock):
     return status, headers, body
 
 
-def stable_children(h, n, timeout=15):
-    """Wait until the parent has exactly n children for a second."""
-    def ok():
-        if len(h.children()) != n:
-            return False
-        time.sleep(1.0)
-        return len(h.children()) == n
-    h.wait_for(ok, timeout=timeout, what="%d children" % n)
-
-
 BASE = ("StartServers 2", "ServerLimit 8", "ThreadLimit 16",
         "ThreadsPerChild 4", "MaxRequestWorkers 32", "MinSpareThreads 2",
         "MaxSpareThreads 32")
@@ -327,7 +317,7 @@ def test_core_status_scoreboard_matches_processes(httpd):
         "ThreadsPerChild %d" % tpc, "MaxRequestWorkers 32",
         "MinSpareThreads 1", "MaxSpareThreads 32"))
     h.start()
-    stable_children(h, 3)
+    settle(h, count=3)
     st, total = scoreboard_total(h)
     assert st["ServerMPM"] == MPM
     assert total == 3 * tpc, st
@@ -341,7 +331,7 @@ def test_core_status_scoreboard_matches_processes(httpd):
     h.graceful()
     h.wait_for(lambda: not (set(h.children()) & old), timeout=15,
                what="old generation gone")
-    stable_children(h, 3)
+    settle(h, count=3)
 
     def settled():
         st, total = scoreboard_total(h)
@@ -353,7 +343,7 @@ def test_core_status_scoreboard_matches_processes(httpd):
     os.kill(victim, signal.SIGKILL)
     h.wait_for(lambda: victim not in h.children()
                and len(h.children()) == 3, timeout=15, what="replacement")
-    stable_children(h, 3)
+    settle(h, count=3)
     h.wait_for(lambda: scoreboard_total(h)[1] == 3 * tpc, timeout=5,
                what="scoreboard after kill")
 

@@ -37,11 +37,13 @@ import pytest
 
 from httpd_fixture import (  # noqa: E402
     APACHE2, Load, alive, apache_env, bad_log_lines, descendants, fd_links,
-    read_to_eof, run_load)
+    read_to_eof, run_load, settle)
 
 FULL = os.environ.get("HYB_FAULTS_FULL") == "1"
 STRATEGIES = ["mutex", "preemptive", "reuseport", "exclusive"]
 MECHS = ["sysvsem", "posixsem", "fcntl", "flock", "pthread"]
+# how long this suite waits for the children to settle (fixture's settle)
+SETTLE_S = 20
 
 
 def pick(full, reduced):
@@ -121,18 +123,6 @@ def cpu_ticks(pid):
     with open("/proc/%d/stat" % pid) as f:
         st = f.read().rsplit(")", 1)[1].split()
     return int(st[11]) + int(st[12])   # utime + stime
-
-
-def settle(h, count=None, timeout=20):
-    """Wait until the children are stable for 1 s (and `count` of them)."""
-    def ok():
-        a = h.children()
-        time.sleep(1.0)
-        b = h.children()
-        if a and a == b and (count is None or len(b) == count):
-            return b
-        return None
-    return h.wait_for(ok, timeout=timeout, what="children to settle")
 
 
 def fd_summary(pid):
@@ -350,7 +340,7 @@ def test_faults_kill_mutex_holder(httpd, mech):
              "MaxRequestWorkers 8", "MinSpareServers 2", "MaxSpareServers 6",
              "AcceptStrategy mutex", mutex_conf(mech))
     h.start()
-    settle(h, count=3)
+    settle(h, count=3, timeout=SETTLE_S)
     rounds = pick(5, 3)
     recov = []
     for i in range(rounds):
@@ -388,7 +378,7 @@ def test_faults_ipcrm_sysvsem(httpd, tpc):
              "MaxRequestWorkers %d" % (8 * tpc), "AcceptStrategy mutex",
              mutex_conf("sysvsem"))
     h.start()
-    kids = set(settle(h))
+    kids = set(settle(h, timeout=SETTLE_S))
     run_load(h.url("/small.txt"), 200, 4)
     sems = h.wait_for(lambda: our_sems(kids | set(h.children()) | {h.pid}
                                        | access_log_pids(h)),
@@ -444,7 +434,7 @@ def start_and_kill_parent(httpd, strategy, mech, tpc, keepalive):
              "MaxRequestWorkers %d" % (8 * tpc),
              *strategy_lines(strategy, mech))
     h.start()
-    kids = settle(h)
+    kids = settle(h, timeout=SETTLE_S)
     run_load(h.url("/small.txt"), 200, 4)
     ka = None
     if keepalive:   # an idle keep-alive connection when the parent dies
@@ -540,7 +530,7 @@ def test_faults_kill_random_children(httpd, combo):
              "MaxRequestWorkers 64", "MinSpareThreads 12",
              "MaxSpareThreads 16", *strategy_lines(strategy, mech))
     h.start()
-    settle(h, count=start)
+    settle(h, count=start, timeout=SETTLE_S)
     seconds = pick(15, 5)
     load = Load(h.url("/small.txt"), concurrency=8, timelimit=seconds + 2,
                 timeout=seconds + 2 + 120)
@@ -596,7 +586,7 @@ def test_faults_max_connections_per_child_20(httpd, combo):
              "MaxSpareThreads 16", "MaxConnectionsPerChild 20",
              "LogLevel mpm_hybrid:debug", *strategy_lines(strategy, mech))
     h.start()
-    settle(h)
+    settle(h, timeout=SETTLE_S)
     seconds = pick(60, 10)
     done, failed, non2xx, out = run_load(
         h.url("/small.txt"), 10 ** 7, 8, timelimit=seconds,
@@ -652,9 +642,9 @@ def test_faults_gracefuls_under_load(httpd, combo):
              "ThreadLimit 4", "MaxRequestWorkers 32", "MinSpareThreads 4",
              "MaxSpareThreads 16", *strategy_lines(strategy, mech))
     h.start()
-    settle(h)
+    settle(h, timeout=SETTLE_S)
     run_load(h.url("/small.txt"), 200, 4)
-    settle(h)
+    settle(h, timeout=SETTLE_S)
     fds_before = fd_summary(h.pid)
     lockdir_before = sorted(os.listdir(h.logs))
     shm_before = shm_by_creator({h.pid})
@@ -788,7 +778,7 @@ def test_faults_slowloris(httpd):
              "RequestReadTimeout header=5-10,MinRate=500 body=10,MinRate=500",
              modules=["reqtimeout"])
     h.start()
-    settle(h)
+    settle(h, timeout=SETTLE_S)
     attack = Slowloris(h.port, n)
     attack.start()
     time.sleep(3)
@@ -845,7 +835,7 @@ def test_faults_fork_failure(httpd):
              "MaxRequestWorkers 8", "MinSpareServers 3", "MaxSpareServers 6",
              "LogLevel debug")
     h.start()
-    kids = settle(h, count=3)
+    kids = settle(h, count=3, timeout=SETTLE_S)
     cg = os.path.join(PIDS_CG, "hybfault-%d-%d" % (os.getpid(), h.port))
     os.mkdir(cg)
     try:
