@@ -507,6 +507,18 @@ def settle(h, count=None, timeout=15):
             history, e)) from None
 
 
+# The fault suite's two sizes (test_faults.py, test/faults/README.md):
+# make test-faults sets HYB_FAULTS_FULL=1 for the full numbers, make test
+# runs the reduced ones.
+FULL = os.environ.get("HYB_FAULTS_FULL") == "1"
+
+
+def pick(full, reduced):
+    """`full` in the full fault suite (HYB_FAULTS_FULL=1), else `reduced`:
+    a repetition count, a duration, a list of parameters."""
+    return full if FULL else reduced
+
+
 def sleep_conf(so=SLEEP_SO):
     """Config lines that serve /sleep?ms=N from the sleep module
     (build it with the `sleep_module` fixture)."""

@@ -36,18 +36,13 @@ import time
 import pytest
 
 from httpd_fixture import (  # noqa: E402
-    APACHE2, Load, alive, apache_env, bad_log_lines, descendants, fd_links,
-    read_to_eof, run_load, settle)
+    APACHE2, FULL, Load, alive, apache_env, bad_log_lines, descendants,
+    fd_links, pick, read_to_eof, run_load, settle)
 
-FULL = os.environ.get("HYB_FAULTS_FULL") == "1"
 STRATEGIES = ["mutex", "preemptive", "reuseport", "exclusive"]
 MECHS = ["sysvsem", "posixsem", "fcntl", "flock", "pthread"]
 # how long this suite waits for the children to settle (fixture's settle)
 SETTLE_S = 20
-
-
-def pick(full, reduced):
-    return full if FULL else reduced
 
 
 def report(scenario, **numbers):
@@ -83,10 +78,6 @@ def strategy_lines(strategy, mech=None):
     if strategy == "reuseport":
         out.append("ReusePortGroups 2")
     return out
-
-
-def params(full, reduced):
-    return full if FULL else reduced
 
 
 def all_combos():
@@ -421,11 +412,11 @@ def test_faults_ipcrm_sysvsem(httpd, tpc):
 # 4. the parent killed with SIGKILL
 # ===========================================================================
 
-PARENT_KILL = params(all_combos(), [("mutex", "sysvsem"),
-                                    ("mutex", "fcntl"),
-                                    ("preemptive", None),
-                                    ("reuseport", None),
-                                    ("exclusive", None)])
+PARENT_KILL = pick(all_combos(), [("mutex", "sysvsem"),
+                                  ("mutex", "fcntl"),
+                                  ("preemptive", None),
+                                  ("reuseport", None),
+                                  ("exclusive", None)])
 
 
 def start_and_kill_parent(httpd, strategy, mech, tpc, keepalive):
@@ -517,8 +508,8 @@ def test_faults_parent_sigkill_idle_keepalive(httpd, tpc):
 # 5. kill -9 of random children every 100 ms under load
 # ===========================================================================
 
-RANDOM_KILL = params(all_combos(), [("mutex", "sysvsem"), ("exclusive", None),
-                                    ("reuseport", None)])
+RANDOM_KILL = pick(all_combos(), [("mutex", "sysvsem"), ("exclusive", None),
+                                  ("reuseport", None)])
 
 
 @pytest.mark.parametrize("combo", RANDOM_KILL, ids=combo_id)
@@ -575,7 +566,7 @@ def test_faults_kill_random_children(httpd, combo):
 # 6. MaxConnectionsPerChild 20 under load
 # ===========================================================================
 
-MCPC = params(all_combos(), [("mutex", "sysvsem"), ("reuseport", None)])
+MCPC = pick(all_combos(), [("mutex", "sysvsem"), ("reuseport", None)])
 
 
 @pytest.mark.parametrize("combo", MCPC, ids=combo_id)
@@ -625,8 +616,8 @@ def test_faults_max_connections_per_child_20(httpd, combo):
 # 7. consecutive `apache2 -k graceful` under load, then leak checks
 # ===========================================================================
 
-GRACEFUL = params(all_combos(), [("mutex", "sysvsem"), ("mutex", "fcntl"),
-                                 ("reuseport", None)])
+GRACEFUL = pick(all_combos(), [("mutex", "sysvsem"), ("mutex", "fcntl"),
+                               ("reuseport", None)])
 
 
 @pytest.mark.parametrize("combo", GRACEFUL, ids=combo_id)
