@@ -152,6 +152,23 @@ def descendants(pid):
     return out
 
 
+def wchan(pid):
+    """Where in the kernel the process sleeps (/proc/PID/wchan: ep_poll,
+    inet_csk_accept, ...), "" once it is gone."""
+    try:
+        with open("/proc/%d/wchan" % pid) as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def cpu_ticks(pid):
+    """utime + stime of a process, in clock ticks."""
+    with open("/proc/%d/stat" % pid) as f:
+        st = f.read().rsplit(")", 1)[1].split()
+    return int(st[11]) + int(st[12])
+
+
 def alive(pid):
     try:
         with open("/proc/%d/stat" % pid) as f:

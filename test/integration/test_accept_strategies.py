@@ -48,7 +48,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from httpd_fixture import (Load, bad_log_lines, fd_links, read_to_eof,
-                           run_load, settle, sleep_conf)
+                           run_load, settle, sleep_conf, wchan)
 
 STARTED = re.compile(r"Child (\d+) started: pid (\d+), gen (\d+), "
                      r"strategy (\w+), group (\d+)")
@@ -379,14 +379,6 @@ TPC1_BASE = ("StartServers 3", "ServerLimit 4", "ThreadLimit 1",
              "ThreadsPerChild 1", "MaxRequestWorkers 4", "MinSpareServers 1",
              "MaxSpareServers 4")
 O_NONBLOCK = 0o4000
-
-
-def wchan(pid):
-    try:
-        with open("/proc/%d/wchan" % pid) as f:
-            return f.read().strip()
-    except OSError:
-        return ""
 
 
 def listener_modes(pids, port):

@@ -15,8 +15,8 @@ import time
 
 import pytest
 
-from httpd_fixture import (read_to_eof, require_tool, run_load, settle,
-                           sleep_conf)
+from httpd_fixture import (cpu_ticks, read_to_eof, require_tool, run_load,
+                           settle, sleep_conf)
 
 # 2 children x 4 threads: far fewer threads than idle connections
 SMALL = ["StartServers 2", "ServerLimit 8", "ThreadsPerChild 4",
@@ -397,12 +397,6 @@ def test_fd_limit_reached_logs_once_and_does_not_spin(httpd):
             after - before)
     finally:
         close_all(socks)
-
-
-def cpu_ticks(pid):
-    with open("/proc/%d/stat" % pid) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])
 
 
 def test_connection_limit_sends_clients_to_other_children(httpd):

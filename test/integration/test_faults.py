@@ -36,8 +36,8 @@ import time
 import pytest
 
 from httpd_fixture import (  # noqa: E402
-    APACHE2, FULL, Load, alive, apache_env, bad_log_lines, descendants,
-    fd_links, pick, read_to_eof, run_load, settle)
+    APACHE2, FULL, Load, alive, apache_env, bad_log_lines, cpu_ticks,
+    descendants, fd_links, pick, read_to_eof, run_load, settle, wchan)
 
 STRATEGIES = ["mutex", "preemptive", "reuseport", "exclusive"]
 MECHS = ["sysvsem", "posixsem", "fcntl", "flock", "pthread"]
@@ -100,20 +100,6 @@ def http_get(port, path="/small.txt", timeout=5.0, host="127.0.0.1"):
     head, _, body = data.partition(b"\r\n\r\n")
     status = int(head.split(b" ", 2)[1]) if head.startswith(b"HTTP/") else 0
     return status, body
-
-
-def wchan(pid):
-    try:
-        with open("/proc/%d/wchan" % pid) as f:
-            return f.read()
-    except OSError:
-        return ""
-
-
-def cpu_ticks(pid):
-    with open("/proc/%d/stat" % pid) as f:
-        st = f.read().rsplit(")", 1)[1].split()
-    return int(st[11]) + int(st[12])   # utime + stime
 
 
 def fd_summary(pid):
