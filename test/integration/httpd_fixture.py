@@ -5,6 +5,7 @@ files), its own free 127.0.0.1 port and is started in the foreground, so
 its parent pid is ours to signal.  stop() ends it and then kills, by pid,
 anything it left behind.  The error log travels with a failing test.
 """
+import json
 import os
 import re
 import shutil
@@ -29,6 +30,10 @@ APACHE2 = "/usr/sbin/apache2"
 # Modules every test server loads (all stock, all tiny).
 BASE_MODULES = ["authz_core", "authz_host", "mime", "dir", "alias",
                 "log_config_dummy"]
+
+# child_status=True: our mod_child_status, its JSON at /child-status?json
+CHILD_STATUS_LOCATION = ("<Location /child-status>\n  SetHandler child-status"
+                         "\n  Require ip 127.0.0.1 ::1\n</Location>")
 
 _built = False
 
@@ -194,11 +199,17 @@ class Httpd:
     `our_dir` the directory to take mod_mpm_hybrid.so / mod_child_status.so
     from instead of the repository's build (no `make` then), and mpm=None
     means the MPM compiled into the binary (no LoadModule line for it).
+
+    child_status=True loads mod_child_status with a /child-status location
+    (kept by set_conf), for child_status_json() and child_groups().
     """
 
     def __init__(self, mpm="hybrid", conf="", modules=(), listen=None,
                  status=True, user="www-data", port=None, binary=APACHE2,
-                 stock_dir=STOCK_MODULES, our_dir=None):
+                 stock_dir=STOCK_MODULES, our_dir=None, child_status=False):
+        self.child_status = child_status
+        if child_status:
+            modules = list(modules) + ["child_status"]
         # Only our own modules need `make`; a server on a stock MPM (used to
         # check a test's logic against worker/prefork) runs without a build.
         ours = mpm == "hybrid" or "child_status" in modules
@@ -272,6 +283,7 @@ class Httpd:
             "<Directory %s>\n  Require all granted\n</Directory>" % self.docroot,
             ("<Location /server-status>\n  SetHandler server-status\n"
              "  Require ip 127.0.0.1 ::1\n</Location>") if status else "",
+            CHILD_STATUS_LOCATION if self.child_status else "",
             conf,
             "",
         ])
@@ -280,7 +292,8 @@ class Httpd:
 
     def set_conf(self, conf, mods=(), listen=None, status=True, user="www-data"):
         """Rewrite the config (for a restart with new settings)."""
-        all_mods = list(BASE_MODULES) + (["status"] if status else []) + list(mods)
+        all_mods = list(BASE_MODULES) + (["status"] if status else []) + \
+            list(mods) + (["child_status"] if self.child_status else [])
         self.write_conf(conf, all_mods, listen, status, user)
 
     # -- lifecycle -----------------------------------------------------
@@ -405,6 +418,20 @@ class Httpd:
                 k, v = line.split(":", 1)
                 out[k.strip()] = v.strip()
         return out
+
+    def child_status_json(self):
+        """mod_child_status's document (a server made with
+        child_status=True): "children" lists each slot's child with its
+        "pid", "slot", "generation", "state" ("starting", "ready",
+        "graceful", "dead"), "accept_strategy", "accept_group", ..."""
+        return json.loads(self.get_text("/child-status?json"))
+
+    def child_groups(self):
+        """pid -> listener group (accept_group) of each child running now,
+        as mod_child_status reports it (the scoreboard, not the log)."""
+        return {c["pid"]: c["accept_group"]
+                for c in self.child_status_json()["children"]
+                if c["state"] != "dead"}
 
     def wait_for(self, predicate, timeout=10, interval=0.1, what="condition"):
         deadline = time.time() + timeout

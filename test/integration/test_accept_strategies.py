@@ -33,7 +33,10 @@ Covers
 
 The per-child counts come from the access log, whose last field is the
 serving child's pid (%P); each load uses its own query string so that the
-fixture's readiness and status requests are never counted.
+fixture's readiness and status requests are never counted.  The listener
+group of each running child comes from mod_child_status
+(/child-status?json, Httpd.child_groups()); the debug log's "Child N
+started" lines only where a test needs every child ever started.
 """
 import math
 import os
@@ -61,14 +64,22 @@ def cfg(*lines):
     return "\n".join(lines)
 
 
+# Which group a running child is in comes from mod_child_status
+# (Httpd.child_groups(), servers made with child_status=True).  The debug
+# log's "Child N started" lines stay for what only history answers: every
+# child started so far, when, and in which generation.
+
 def started(h):
-    """[(slot, pid, gen, strategy, group)] from the debug log, in order."""
+    """[(slot, pid, gen, strategy, group)] of every child started so far,
+    from the debug log, in order."""
     return [(int(s), int(p), int(g), st, int(k))
             for s, p, g, st, k in STARTED.findall(h.log())]
 
 
 def group_of(h):
-    """pid -> listener group, from the debug log."""
+    """pid -> listener group of every child started so far, from the debug
+    log: for a server that has exited (the children running now:
+    Httpd.child_groups())."""
     return {pid: grp for _, pid, _, _, grp in started(h)}
 
 
@@ -184,20 +195,22 @@ def test_accept_fairness_four_children(httpd, strategy):
     each) must only starve or flood no child (each within half of the
     mean); the others are only measured."""
     extra = ["ReusePortGroups 4"] if strategy == "reuseport" else []
-    h = httpd(conf=cfg(*FOUR_FIXED, "AcceptStrategy %s" % strategy, DEBUG,
+    h = httpd(child_status=True,
+              conf=cfg(*FOUR_FIXED, "AcceptStrategy %s" % strategy, DEBUG,
                        *extra))
     h.start()
     kids = settle(h, count=4)
     listening = listen_inodes(h.port)
     assert len(listening) == (4 if strategy == "reuseport" else 1), listening
     if strategy == "reuseport":
-        groups = group_of(h)
+        groups = h.child_groups()
         assert sorted(groups.get(p) for p in kids) == [0, 1, 2, 3], groups
     n = 4000
     done, failed, non2xx, out = run_load(h.url("/small.txt?fair"), n, 16)
     assert (done, failed, non2xx) == (n, 0, 0), out
     after = h.children()
     assert after == kids, "children changed: %r -> %r" % (kids, after)
+    # history: no child started or stopped at any time (the log)
     assert len(started(h)) == 4 and not STOPPED.findall(h.log()), \
         "a child was added or retired:\n" + h.log()[-3000:]
     counts = wait_logged(h, "/small.txt?fair", n)
@@ -215,7 +228,7 @@ def test_accept_fairness_four_children(httpd, strategy):
         for pid, c in zip(kids, shares):
             assert 0.5 * mean <= c <= 1.5 * mean, \
                 "child %d (group %d) served %d of %d, mean %.0f: %r" % (
-                    pid, group_of(h)[pid], c, n, mean, shares)
+                    pid, groups[pid], c, n, mean, shares)
     assert bad_log_lines(h) == []
 
 
@@ -258,7 +271,8 @@ def test_accept_reuseport_even_at_any_concurrency(httpd, concurrency,
     loaded machine leaves some group without a free thread often enough
     that steering follows service speed instead (by design; see
     test_accept_fairness_four_children), which is not what is tested."""
-    h = httpd(conf=cfg("StartServers 4", "ServerLimit 4",
+    h = httpd(child_status=True,
+              conf=cfg("StartServers 4", "ServerLimit 4",
                        "ThreadLimit %d" % threads,
                        "ThreadsPerChild %d" % threads,
                        "MaxRequestWorkers %d" % (4 * threads),
@@ -267,7 +281,7 @@ def test_accept_reuseport_even_at_any_concurrency(httpd, concurrency,
                        DEBUG))
     h.start()
     kids = settle(h, count=4)
-    groups = group_of(h)
+    groups = h.child_groups()
     assert sorted(groups.get(p) for p in kids) == [0, 1, 2, 3], groups
     n = 3000
     marker = "/small.txt?even%d" % concurrency
@@ -288,14 +302,14 @@ def test_accept_reuseport_child_holds_only_its_group_sockets(httpd):
     group's queue is ours: drop the other groups' sockets").  A child
     holding another group's socket keeps that queue open after the parent
     closes it, e.g. on a graceful stop, with nobody accepting from it."""
-    h = httpd(listen=BOTH, conf=cfg(
+    h = httpd(listen=BOTH, child_status=True, conf=cfg(
         "StartServers 3", "ServerLimit 4", "ThreadLimit 4",
         "ThreadsPerChild 4", "MaxRequestWorkers 16", "MinSpareThreads 1",
         "MaxSpareThreads 64", "AcceptStrategy reuseport",
         "ReusePortGroups 3", DEBUG))
     h.start()
     kids = settle(h, count=3)
-    groups = group_of(h)
+    groups = h.child_groups()
     listening = listen_inodes(h.port)
     assert len(listening) == 6, listening
     assert socket_inodes(h.pid) & listening == listening
@@ -357,7 +371,8 @@ def test_accept_graceful_restarts_under_load(httpd, strategy):
     assert done >= 2000, out
     assert new_gens == restarts
     assert len(re.findall(r"Graceful restart requested", h.log())) == restarts
-    # the newest generation serves and spans all groups
+    # the newest generation serves and spans all groups (the log: every
+    # child that generation started, also any that has gone since)
     gens = started(h)
     last_gen = max(g for _, _, g, _, _ in gens)
     assert last_gen >= restarts, gens[-4:]
@@ -512,7 +527,8 @@ def test_accept_reuseport_max_connections_per_child(httpd):
     assert max(counts.values()) <= 100 + 100 // 4, counts
     assert sum(c > 100 + 4 for c in counts.values()) <= 2, counts
     # replacements went to the group being recycled: every group
-    # always had children, and all four groups were served again
+    # always had children, and all four groups were served again (the
+    # log: the group of every child started during the load)
     by_group = {}
     for _, pid, _, _, grp in gens:
         by_group[grp] = by_group.get(grp, 0) + 1
@@ -593,7 +609,8 @@ def test_accept_recycling_child_holding_a_connection(httpd, strategy):
     h.wait_for(lambda: holder[0] not in h.children(), timeout=3,
                what="the holder (pid %d) to retire" % holder[0])
     assert re.search(r"stopped: pid %d, gen 0, exit 0" % holder[0], h.log())
-    # the other child reached its limit and was replaced
+    # the other child reached its limit and was replaced (the log counts
+    # every child started)
     assert len(started(h)) > 2, started(h)
     assert slow == [], "connections waited for a retiring child: %r s\n%s" \
         % (slow, "\n".join(l for l in h.log().splitlines()
@@ -674,6 +691,8 @@ def test_accept_graceful_stop_with_requests_in_flight(httpd, strategy):
     except subprocess.TimeoutExpired:
         rc = None
     took = time.monotonic() - t_done
+    # the log: children started after the signal, and the groups of
+    # children of a server that has exited
     late = started(h)[n_started:]
     groups = group_of(h)
     print("\n%s graceful stop: %d/30 connects refused; listeners still "
@@ -772,10 +791,10 @@ def test_accept_reuseport_steering_after_kill(httpd, sleep_module):
     (the parent corrects the shared count within a few passes of a
     crash), so nothing queues for its replacement while group 0 has a
     free thread.  Without the correction the slowest took 3.25 s."""
-    h = httpd(conf=steer_conf(sleep_module))
+    h = httpd(conf=steer_conf(sleep_module), child_status=True)
     h.start()
     kids = settle(h, count=2)
-    groups = group_of(h)
+    groups = h.child_groups()
     victim = [p for p in kids if groups.get(p) == 1]
     assert victim, groups
     os.kill(victim[0], signal.SIGKILL)
@@ -795,17 +814,21 @@ def test_accept_reuseport_killed_child_group_served(httpd, victim_group):
     kernel hashes each to a group, about half to the dead child's) all
     succeed, none takes 1 s, and a new child for that group is logged
     within 1 s of the kill."""
-    h = httpd(conf=cfg("StartServers 2", "ServerLimit 4", "ThreadLimit 4",
+    h = httpd(child_status=True,
+              conf=cfg("StartServers 2", "ServerLimit 4", "ThreadLimit 4",
                        "ThreadsPerChild 4", "MaxRequestWorkers 16",
                        "MinSpareThreads 1", "MaxSpareThreads 64",
                        "AcceptStrategy reuseport", "ReusePortGroups 2",
                        DEBUG))
     h.start()
     kids = settle(h, count=2)
-    groups = group_of(h)
+    groups = h.child_groups()
     assert sorted(groups[p] for p in kids) == [0, 1], groups
     victim = [p for p in kids if groups[p] == victim_group][0]
     survivor = [p for p in kids if p != victim][0]
+    # The replacement is watched for in the log, not in /child-status: the
+    # test times when the parent started it, and status requests would be
+    # more connections for the kernel to hash while the group is down.
     known = {pid for _, pid, _, _, _ in started(h)}
 
     pool = ThreadPoolExecutor(max_workers=8)
@@ -850,7 +873,7 @@ def test_accept_ipv4_and_ipv6_together(httpd, strategy):
     per address all succeed; with 3 reuseport groups both addresses are
     served by the children of every group."""
     extra = ["ReusePortGroups 3"] if strategy == "reuseport" else []
-    h = httpd(listen=BOTH, conf=cfg(
+    h = httpd(listen=BOTH, child_status=True, conf=cfg(
         "StartServers 3", "ServerLimit 4", "ThreadLimit 4",
         "ThreadsPerChild 4", "MaxRequestWorkers 16", "MinSpareThreads 1",
         "MaxSpareThreads 64", "AcceptStrategy %s" % strategy, DEBUG,
@@ -875,7 +898,7 @@ def test_accept_ipv4_and_ipv6_together(httpd, strategy):
         strategy, {a: sorted(p) for a, p in by_client.items()}))
     assert set(by_client) == {"127.0.0.1", "::1"}, by_client
     if strategy == "reuseport":
-        groups = group_of(h)
+        groups = h.child_groups()
         assert sorted(groups[p] for p in kids) == [0, 1, 2], groups
         for addr, pids in by_client.items():
             assert pids == set(kids), (addr, pids, kids)
@@ -936,7 +959,8 @@ def test_accept_reuseport_groups_ignored_with_warning(httpd, strategy):
     proc = h.proc
     done, failed, non2xx, ab = run_load(h.url("/small.txt"), 300, 4)
     assert (done, failed, non2xx) == (300, 0, 0), ab
-    # every child runs the configured strategy, one group only
+    # every child runs the configured strategy, one group only (the log:
+    # every child started so far, including any the spare logic retired)
     assert {(st, k) for _, _, _, st, k in started(h)} == {(strategy, 0)}
     before = set(h.children())
     h.graceful()
@@ -957,7 +981,8 @@ def test_accept_reuseport_groups_above_max_children_warns(httpd):
     impossible, so the MPM uses 4 groups; like every other clamp of a
     configured value, that must be said (a warning naming
     ReusePortGroups), not done silently."""
-    h = httpd(conf=cfg("StartServers 2", "ServerLimit 4", "ThreadLimit 4",
+    h = httpd(child_status=True,
+              conf=cfg("StartServers 2", "ServerLimit 4", "ThreadLimit 4",
                        "ThreadsPerChild 4", "MaxRequestWorkers 16",
                        "AcceptStrategy reuseport", "ReusePortGroups 8",
                        DEBUG))
@@ -967,7 +992,7 @@ def test_accept_reuseport_groups_above_max_children_warns(httpd):
     h.start()
     proc = h.proc
     kids = settle(h, count=4)
-    assert sorted(group_of(h)[p] for p in kids) == [0, 1, 2, 3]
+    assert sorted(h.child_groups()[p] for p in kids) == [0, 1, 2, 3]
     assert len(listen_inodes(h.port)) == 4
     assert fetch("127.0.0.1", h.port, "/small.txt")[0] == 200
     assert h.stop() == 0
@@ -1000,6 +1025,7 @@ def test_accept_reuseport_groups_change_needs_full_restart(httpd):
     done, failed, non2xx, out = load.finish()
     assert failed == 0 and non2xx == 0, out
     assert re.search(r"keeping 2 listener groups", h.log()), h.log()[-3000:]
+    # the log: every child of generation 1, also any that has gone since
     gen1 = [k for _, _, g, _, k in started(h) if g == 1]
     assert gen1 and set(gen1) <= {0, 1}, started(h)
     assert bad_log_lines(h) == []
