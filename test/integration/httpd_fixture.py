@@ -522,6 +522,18 @@ BAD_LOG = re.compile(r"\[[\w.-]*:(?:crit|alert|emerg)\]|Segmentation fault"
                      r"|(?i:seg fault)|AddressSanitizer|runtime error:")
 
 
+def served_by(h, marker):
+    """pid -> number of access log lines whose request contains marker
+    (the log format's last field is the serving child's pid, %P)."""
+    counts = {}
+    with open(h.access_log) as f:
+        for line in f:
+            if marker in line:
+                pid = int(line.split()[-1])
+                counts[pid] = counts.get(pid, 0) + 1
+    return counts
+
+
 def bad_log_lines(h):
     return [l for l in h.log().splitlines() if BAD_LOG.search(l)]
 

@@ -51,7 +51,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from httpd_fixture import (Load, bad_log_lines, fd_links, read_to_eof,
-                           run_load, settle, sleep_conf, wchan)
+                           run_load, served_by, settle, sleep_conf,
+                           wchan)
 
 STARTED = re.compile(r"Child (\d+) started: pid (\d+), gen (\d+), "
                      r"strategy (\w+), group (\d+)")
@@ -81,17 +82,6 @@ def group_of(h):
     log: for a server that has exited (the children running now:
     Httpd.child_groups())."""
     return {pid: grp for _, pid, _, _, grp in started(h)}
-
-
-def served_by(h, marker):
-    """pid -> number of access log lines whose request contains marker."""
-    counts = {}
-    with open(h.access_log) as f:
-        for line in f:
-            if marker in line:
-                pid = int(line.split()[-1])
-                counts[pid] = counts.get(pid, 0) + 1
-    return counts
 
 
 def wait_logged(h, marker, n, timeout=5):

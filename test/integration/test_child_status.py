@@ -21,7 +21,7 @@ import urllib.request
 import pytest
 
 from httpd_fixture import (Load, free_port, read_to_eof, require_tool,
-                           run_load, sleep_conf)
+                           run_load, served_by, sleep_conf)
 
 MPMS = ["prefork", "worker", "event", "hybrid"]
 
@@ -808,16 +808,6 @@ def keepalive_idle(port, tag, n):
     return socks
 
 
-def served_per_pid(h, marker):
-    counts = {}
-    with open(h.access_log) as f:
-        for line in f:
-            if marker in line:
-                pid = int(line.split()[-1])
-                counts[pid] = counts.get(pid, 0) + 1
-    return counts
-
-
 def test_async_keep_alive_connections_on_event(status):
     """An MPM that parks connections without a thread (event) counts them
     per child in the scoreboard.  Stock event publishes those counts only
@@ -843,8 +833,8 @@ def test_async_keep_alive_connections_on_event(status):
     finally:
         for c in socks:
             c.close()
-    held_a = served_per_pid(s.h, "?kaA")
-    held_b = served_per_pid(s.h, "?kaB")
+    held_a = served_by(s.h, "?kaA")
+    held_b = served_by(s.h, "?kaB")
     shown = {c["pid"]: c["async"]["keep_alive"] for c in doc["children"]
              if c["async"] and c["async"]["keep_alive"]}
     print("\nA per child %r, B per child %r, keep_alive shown %r"
@@ -879,7 +869,7 @@ def test_async_keep_alive_connections_on_hybrid(status):
     finally:
         for c in socks:
             c.close()
-    held = served_per_pid(s.h, "?kaH")
+    held = served_by(s.h, "?kaH")
     shown = {c["pid"]: c["async"]["keep_alive"] for c in doc["children"]
              if c["async"] and c["async"]["keep_alive"]}
     print("\nserved per child %r, keep_alive shown %r" % (held, shown))
