@@ -177,13 +177,17 @@ static int drain_input(hyb_conn *conn)
 }
 
 /* Does the socket turn readable within `grace` ms?  Only a quick look
- * when no other thread of the child is idle: this one must not sit on a
- * quiet connection while work waits for it. */
+ * when no other thread of the child waits on the epoll set: this one must
+ * not sit on a quiet connection while parked ones that turned readable
+ * wait for a thread.  (Counting idle threads is not enough: one waiting
+ * for the accept mutex is idle, but serves nothing meanwhile, and with
+ * it counted, busy threads kept their own clients and starved the parked
+ * ones for up to a second.) */
 static int ready_soon(hyb_conn *conn, int grace)
 {
     struct pollfd pfd = { conn->fd, POLLIN, 0 };
 
-    if (!__atomic_load_n(&conn->child->idle_threads, __ATOMIC_RELAXED)) {
+    if (!hyb_poller_watched()) {
         grace = 0;
     }
     return poll(&pfd, 1, grace) > 0;

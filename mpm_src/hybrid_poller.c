@@ -98,6 +98,7 @@ typedef struct {
     /* read and written without the lock */
     volatile apr_uint32_t held;   /* connections this child has */
     volatile int shortages;       /* accept shortages in a row */
+    volatile apr_uint32_t watchers;   /* threads waiting on the epoll set */
 } poller;
 
 static poller P = { .epfd = -1, .done_fd = -1, .token_fd = -1,
@@ -811,6 +812,23 @@ static void dispatch(hyb_thread *t, const struct epoll_event *e,
     }
 }
 
+/* Threads that wait on the epoll set, and so would serve a parked
+ * connection that turns readable now.  An idle thread is not always one
+ * of them: the holder of the accept turn may be waiting for the
+ * strategy's lock, a reuseport thread for steering's room. */
+static void watching(int delta)
+{
+    if (delta) {
+        __atomic_add_fetch(&P.watchers, (apr_uint32_t)delta,
+                           __ATOMIC_RELAXED);
+    }
+}
+
+int hyb_poller_watched(void)
+{
+    return __atomic_load_n(&P.watchers, __ATOMIC_RELAXED) > 0;
+}
+
 /* Wakes one thread waiting in the epoll set (an EPOLLONESHOT eventfd:
  * exactly one gets it) to take on a role this thread leaves. */
 static void hand_on(int fd, int tag)
@@ -831,8 +849,12 @@ static void hand_on(int fd, int tag)
 static void epoll_next(hyb_thread *t, int timeout_ms, hyb_event *ev)
 {
     struct epoll_event e;
+    int n;
 
-    if (epoll_wait(P.epfd, &e, 1, timeout_ms) > 0) {
+    watching(timeout_ms != 0);
+    n = epoll_wait(P.epfd, &e, 1, timeout_ms);
+    watching(-(timeout_ms != 0));
+    if (n > 0) {
         dispatch(t, &e, ev);
     }
 }
@@ -872,7 +894,9 @@ static int gated_poll(hyb_thread *t, hyb_event *ev)
     fds[P.nlisten].events = POLLIN;
     fds[P.nlisten + 1].fd = P.epfd;
     fds[P.nlisten + 1].events = POLLIN;
+    watching(1);
     n = poll(fds, P.nlisten + 2, HYB_WAIT_SLICE_MS);
+    watching(-1);
     if (n <= 0) {
         return 0;
     }

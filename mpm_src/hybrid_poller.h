@@ -69,6 +69,10 @@ apr_pool_t *hyb_poller_new_pool(hyb_thread *t);
 apr_pool_t *hyb_poller_take_pool(hyb_thread *t);
 void hyb_poller_count_accepted(void);
 
+/* Is another thread of this child waiting on the epoll set now (so that
+ * a parked connection turning readable would be served)? */
+int hyb_poller_watched(void);
+
 /* Does this kernel have EPOLLEXCLUSIVE?  (Any process, any time.) */
 int hyb_exclusive_supported(void);
 

@@ -443,3 +443,43 @@ def connections_per_child(h):
                 n += 1
         out[pid] = n
     return out
+
+
+
+def wrk_latency(h, path, connections, seconds):
+    """wrk's (requests, longest latency in ms, socket errors) for
+    `connections` keep-alive clients that never pause."""
+    out = subprocess.run(
+        [require_tool("wrk"), "-t1", "-c%d" % connections,
+         "-d%ds" % seconds, "--latency", h.url(path)],
+        capture_output=True, text=True, timeout=seconds + 30).stdout
+    m = re.search(r"(\d+) requests in", out)
+    worst = re.search(r"Latency\s+\S+\s+\S+\s+([\d.]+)(us|ms|s)\b", out)
+    assert m and worst, out
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[worst.group(2)]
+    errors = re.search(r"Socket errors: (.*)", out)
+    return int(m.group(1)), float(worst.group(1)) * scale, \
+        errors.group(1) if errors else ""
+
+
+@pytest.mark.parametrize("mech", ["fcntl", "pthread"])
+def test_mutex_busy_clients_do_not_starve_parked_ones(httpd, mech):
+    """AcceptStrategy mutex, 4 children x 5 threads, 40 clients that never
+    pause: more busy connections than threads in each child.  A thread
+    that finished a request waits a moment for its client's next one only
+    while another thread watches the parked connections; the holder of a
+    child's accept turn, waiting for the mutex, does not, and while it
+    counted, busy clients kept the threads and parked ones waited up to a
+    second (the lock's slice)."""
+    h = httpd(conf="\n".join([
+        "StartServers 4", "ServerLimit 4", "ThreadsPerChild 5",
+        "MaxRequestWorkers 20", "MinSpareThreads 1", "MaxSpareThreads 20",
+        "AcceptStrategy mutex", "Mutex %s mpm-accept" % mech,
+        "AsyncConnections On", "KeepAliveTimeout 30",
+        "MaxKeepAliveRequests 0"]))
+    h.start()
+    settle(h, count=4)
+    requests, worst_ms, errors = wrk_latency(h, "/small.txt", 40, 4)
+    assert requests > 1000 and not errors, (requests, errors)
+    assert worst_ms < 500, "a client waited %.0f ms for a response " \
+        "(%d requests)\n%s" % (worst_ms, requests, h.log())
