@@ -814,8 +814,8 @@ static void dispatch(hyb_thread *t, const struct epoll_event *e,
 
 /* Threads that wait on the epoll set, and so would serve a parked
  * connection that turns readable now.  An idle thread is not always one
- * of them: the holder of the accept turn may be waiting for the
- * strategy's lock, a reuseport thread for steering's room. */
+ * of them: the holder of the accept turn (mutex) may be waiting for the
+ * strategy's lock. */
 static void watching(int delta)
 {
     if (delta) {
@@ -880,7 +880,13 @@ static void pass_turn(hyb_child *ch, int handing_on)
 }
 
 /* Holding the strategy's lock: waits for a listener, the epoll set or
- * the stop; returns 1 if something came, 0 on a quiet slice. */
+ * the stop; returns 1 if something came, 0 on a quiet slice.  A child
+ * that has as many connections as threads serves its own first: while
+ * some of them wait for a thread, it leaves new ones to the other
+ * children (and its spare count tells the parent to start more).
+ * Otherwise a child that holds the lock through a burst takes every
+ * connection of it and keeps them, parked between requests, on its own
+ * threads. */
 static int gated_poll(hyb_thread *t, hyb_event *ev)
 {
     struct pollfd fds[P.nlisten + 2];
@@ -899,6 +905,11 @@ static int gated_poll(hyb_thread *t, hyb_event *ev)
     watching(-1);
     if (n <= 0) {
         return 0;
+    }
+    if (fds[P.nlisten + 1].revents & POLLIN
+        && __atomic_load_n(&P.held, __ATOMIC_RELAXED)
+           >= (apr_uint32_t)hyb_conf.lim.threads_per_child) {
+        return 1;                 /* parked connections turned readable */
     }
     for (i = 0; i < P.nlisten; i++) {
         int k = (int)((P.accepts + i) % P.nlisten);

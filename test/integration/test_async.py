@@ -483,3 +483,32 @@ def test_mutex_busy_clients_do_not_starve_parked_ones(httpd, mech):
     assert requests > 1000 and not errors, (requests, errors)
     assert worst_ms < 500, "a client waited %.0f ms for a response " \
         "(%d requests)\n%s" % (worst_ms, requests, h.log())
+
+
+def test_mutex_burst_spreads_over_new_children(httpd, sleep_module):
+    """AcceptStrategy mutex, one child of 5 threads at the start, then 20
+    keep-alive clients that never pause (20 ms handler).  The child that
+    holds the lock must not take the whole burst and keep it parked on its
+    5 threads: once it has as many connections as threads and some wait,
+    it leaves new ones to others, and the children spare management
+    starts take them.  (Before, the first child kept 19-20 of the 20 and
+    no third child was started.)"""
+    h = httpd(conf="\n".join([
+        "StartServers 1", "ServerLimit 4", "ThreadsPerChild 5",
+        "MaxRequestWorkers 20", "MinSpareThreads 5", "MaxSpareThreads 20",
+        "AcceptStrategy mutex", "AsyncConnections On",
+        "KeepAliveTimeout 30", "MaxKeepAliveRequests 0",
+        sleep_conf(sleep_module)]))
+    h.start()
+    settle(h, count=1)
+    wrk = subprocess.Popen(
+        [require_tool("wrk"), "-t1", "-c20", "-d6s", h.url("/sleep?ms=20")],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        time.sleep(4)
+        per_child = connections_per_child(h)
+    finally:
+        out = wrk.communicate(timeout=30)[0]
+    assert sum(per_child.values()) >= 20, (per_child, out)
+    assert len([n for n in per_child.values() if n]) >= 3, (per_child, out)
+    assert max(per_child.values()) <= 10, (per_child, out)
