@@ -39,6 +39,7 @@
 #include "hybrid_drain.h"
 #include "hybrid_notes.h"
 #include "hybrid_poller.h"
+#include "hybrid_pools.h"
 #include "hybrid_retire.h"
 #include "hybrid_server.h"
 #include "hybrid_worker.h"
@@ -285,7 +286,7 @@ static apr_status_t start_workers(hyb_child *ch)
     }
     for (i = 0; i < hyb_conf.lim.threads_per_child; i++) {
         __atomic_add_fetch(&ch->live_threads, 1, __ATOMIC_SEQ_CST);
-        ch->threads[i].ptrans = hyb_poller_new_pool(&ch->threads[i]);
+        ch->threads[i].ptrans = hyb_pool_new(&ch->threads[i]);
         rv = ap_thread_create(&ch->threads[i].thd, attr, hyb_worker_thread,
                               &ch->threads[i], ch->pool);
         if (rv != APR_SUCCESS) {

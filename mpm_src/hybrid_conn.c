@@ -47,6 +47,7 @@
 #include "hybrid_config.h"
 #include "hybrid_conn.h"
 #include "hybrid_poller.h"
+#include "hybrid_pools.h"
 #include "hybrid_server.h"
 #include "reuseport_steer.h"
 
@@ -416,7 +417,7 @@ void hyb_conn_start(hyb_thread *t, apr_socket_t *csd, apr_pool_t *pool)
 {
     if (!hyb_conf.async) {
         serve_synchronously(t, csd, pool);
-        hyb_poller_recycle(t, pool);
+        hyb_pool_recycle(t, pool);
         return;
     }
     begin(t, new_conn(t->child, csd, pool));

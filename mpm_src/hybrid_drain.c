@@ -49,6 +49,7 @@
 #include "hybrid_drain.h"
 #include "hybrid_server.h"
 #include "hybrid_poller.h"
+#include "hybrid_pools.h"
 #include "hybrid_worker.h"
 
 /* Bare SYN (SYN set, ACK clear) -> drop; anything else -> keep.  The
@@ -328,10 +329,10 @@ void hyb_drain_serve_queued(hyb_thread *t)
         }
         drain_nonblocking(held.fds[i]);
         for (;;) {
-            apr_pool_t *pool = hyb_poller_take_pool(t);
+            apr_pool_t *pool = hyb_pool_take(t);
 
             if (!accept_queued(ch, i, &csd, pool)) {
-                hyb_poller_recycle(t, pool);
+                hyb_pool_recycle(t, pool);
                 break;
             }
             hyb_poller_count_accepted();

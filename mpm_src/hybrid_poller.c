@@ -3,14 +3,15 @@
  * Owns: the child's epoll set and what is in it (listeners, parked
  * connections, the wake-up pipe, an eventfd that sends every thread home,
  * a timerfd that is the child's clock, and for gated listeners an eventfd
- * that hands the accept turn on), the timer heap of parked connections,
- * the child's connection counts and limit, the pool of transaction pools,
- * and the gated wait of the mutex strategy.
+ * that hands the accept turn on), the deadlines of parked connections
+ * (kept in order by hybrid_deadlines.c), the child's connection counts
+ * and limit, and the gated wait of the mutex strategy.  Transaction pools
+ * come from hybrid_pools.c.
  *
  * Threads: every idle thread waits in epoll_wait(1 event), with no
  * timeout: the clock wakes one of them when a deadline comes.  A parked
  * connection is armed EPOLLONESHOT, so its readiness goes to exactly one
- * thread, which claims it under the lock (taking it off the heap).  A
+ * thread, which claims it under the lock (taking it off the deadlines).  A
  * connection whose wait runs out is never closed by the thread that
  * notices: that thread marks it expired and shuts its socket down, which
  * fires its one event, and whoever gets that event closes it.  So exactly
@@ -27,6 +28,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -51,15 +53,16 @@
 #include "hybrid_config.h"
 #include "hybrid_conn.h"
 #include "hybrid_counters.h"
+#include "hybrid_deadlines.h"
 #include "hybrid_drain.h"
 #include "hybrid_poller.h"
+#include "hybrid_pools.h"
 #include "hybrid_server.h"
 #include "hybrid_worker.h"
 
 #define HYB_REARM_EVERY      8
 #define HOUSEKEEPING_EVERY   apr_time_from_msec(100)
 #define GATED_SHORT_SLICE    apr_time_from_msec(10)
-#define FREE_POOLS_KEPT      64
 #define SHORTAGE_PAUSE       apr_time_from_msec(200)
 #define SHORTAGES_SICK       600
 
@@ -85,16 +88,13 @@ typedef struct {
     int timer_fd;             /* timerfd: the child's one clock */
     int stop_handled;
     pthread_mutex_t lock;     /* everything below */
-    hyb_conn **heap;          /* parked connections by expiry */
-    int nheap, heap_cap;
+    hyb_deadlines deadlines;  /* parked connections by expiry */
     int parked[HYB_PARK_KINDS];
     apr_time_t timer_at;      /* when timer_fd fires next */
     apr_time_t next_tick;     /* the timer's thread only */
     apr_time_t next_housekeeping;
     apr_time_t paused_until;  /* listeners off after a shortage */
     int limit_logged, shortage_logged;
-    apr_pool_t **free;
-    int nfree;
     /* read and written without the lock */
     volatile apr_uint32_t held;   /* connections this child has */
     volatile int shortages;       /* accept shortages in a row */
@@ -104,78 +104,10 @@ typedef struct {
 static poller P = { .epfd = -1, .done_fd = -1, .token_fd = -1,
                     .timer_fd = -1 };
 
-/* ------------------------------------------------------------------ */
-/* The timer heap (under P.lock)                                       */
-
-static void heap_place(int i, hyb_conn *conn)
+/* The connection a deadline belongs to (hyb_conn embeds its hyb_park). */
+static hyb_conn *conn_of(hyb_park *park)
 {
-    P.heap[i] = conn;
-    conn->park.index = i;
-}
-
-static void heap_up(int i)
-{
-    hyb_conn *conn = P.heap[i];
-
-    while (i > 0 && P.heap[(i - 1) / 2]->park.expiry > conn->park.expiry) {
-        heap_place(i, P.heap[(i - 1) / 2]);
-        i = (i - 1) / 2;
-    }
-    heap_place(i, conn);
-}
-
-static void heap_down(int i)
-{
-    hyb_conn *conn = P.heap[i];
-
-    for (;;) {
-        int child = 2 * i + 1;
-
-        if (child >= P.nheap) {
-            break;
-        }
-        if (child + 1 < P.nheap
-            && P.heap[child + 1]->park.expiry < P.heap[child]->park.expiry) {
-            child++;
-        }
-        if (P.heap[child]->park.expiry >= conn->park.expiry) {
-            break;
-        }
-        heap_place(i, P.heap[child]);
-        i = child;
-    }
-    heap_place(i, conn);
-}
-
-static int heap_insert(hyb_conn *conn)
-{
-    if (P.nheap == P.heap_cap) {
-        int cap = P.heap_cap ? 2 * P.heap_cap : 1024;
-        hyb_conn **grown = realloc(P.heap, sizeof(*grown) * cap);
-
-        if (!grown) {
-            return -1;
-        }
-        P.heap = grown;
-        P.heap_cap = cap;
-    }
-    heap_place(P.nheap++, conn);
-    heap_up(conn->park.index);
-    return 0;
-}
-
-static void heap_remove(hyb_conn *conn)
-{
-    int i = conn->park.index;
-    hyb_conn *last = P.heap[--P.nheap];
-
-    conn->park.index = -1;
-    if (i == P.nheap) {
-        return;
-    }
-    heap_place(i, last);
-    heap_down(i);
-    heap_up(last->park.index);
+    return (hyb_conn *)(void *)((char *)park - offsetof(hyb_conn, park));
 }
 
 /* ------------------------------------------------------------------ */
@@ -218,8 +150,10 @@ static apr_time_t next_deadline(apr_time_t now)
 {
     apr_time_t next = P.next_tick;
 
-    if (P.nheap && P.heap[0]->park.expiry < next) {
-        next = P.heap[0]->park.expiry;
+    hyb_park *first = hyb_deadlines_first(&P.deadlines);
+
+    if (first && first->expiry < next) {
+        next = first->expiry;
     }
     if (!P.listening && P.paused_until > now && P.paused_until < next) {
         next = P.paused_until;
@@ -272,7 +206,6 @@ apr_status_t hyb_poller_create(hyb_child *ch)
 {
     P.ch = ch;
     pthread_mutex_init(&P.lock, NULL);
-    P.free = apr_pcalloc(ch->pool, sizeof(*P.free) * FREE_POOLS_KEPT);
     P.epfd = epoll_create1(EPOLL_CLOEXEC);
     P.done_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     P.token_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -368,73 +301,6 @@ void hyb_poller_forget_listener(int fd)
             P.lfds[i] = -1;
         }
     }
-}
-
-/* ------------------------------------------------------------------ */
-/* Pools: each connection has its own, so it can move between threads.
- *
- * A pool comes from the allocator of the thread that made it, capped by
- * MaxMemFree: what a request frees goes back there, where the thread's
- * next connections reuse it, so a busy connection needs no fresh memory
- * per request and an idle (parked) one keeps only what it uses.  A parked
- * connection may resume on another thread, so the allocator has a mutex;
- * it is contended only in that moment. */
-
-static apr_allocator_t *thread_allocator(hyb_thread *t)
-{
-    apr_thread_mutex_t *mutex;
-
-    if (!t->allocator) {
-        apr_allocator_create(&t->allocator);
-        apr_allocator_max_free_set(t->allocator, ap_max_mem_free);
-        apr_thread_mutex_create(&mutex, APR_THREAD_MUTEX_DEFAULT,
-                                t->child->pool);
-        apr_allocator_mutex_set(t->allocator, mutex);
-    }
-    return t->allocator;
-}
-
-apr_pool_t *hyb_poller_new_pool(hyb_thread *t)
-{
-    apr_pool_t *pool;
-
-    apr_pool_create_ex(&pool, t->child->pool, NULL, thread_allocator(t));
-    apr_pool_tag(pool, "transaction");
-    return pool;
-}
-
-void hyb_poller_recycle(hyb_thread *t, apr_pool_t *pool)
-{
-    apr_pool_clear(pool);
-    if (!t->ptrans) {
-        t->ptrans = pool;
-        return;
-    }
-    pthread_mutex_lock(&P.lock);
-    if (P.nfree < FREE_POOLS_KEPT) {
-        P.free[P.nfree++] = pool;
-        pool = NULL;
-    }
-    pthread_mutex_unlock(&P.lock);
-    if (pool) {
-        apr_pool_destroy(pool);
-    }
-}
-
-apr_pool_t *hyb_poller_take_pool(hyb_thread *t)
-{
-    apr_pool_t *pool = t->ptrans;
-
-    if (pool) {
-        t->ptrans = NULL;
-        return pool;
-    }
-    pthread_mutex_lock(&P.lock);
-    if (P.nfree) {
-        pool = P.free[--P.nfree];
-    }
-    pthread_mutex_unlock(&P.lock);
-    return pool ? pool : hyb_poller_new_pool(t);
 }
 
 /* ------------------------------------------------------------------ */
@@ -534,7 +400,7 @@ void hyb_poller_close(hyb_thread *t, hyb_conn *conn)
     apr_pool_t *pool = conn->pool;
 
     apr_socket_close(conn->sock);
-    hyb_poller_recycle(t, pool);
+    hyb_pool_recycle(t, pool);
     hyb_poller_conn_gone(t->child);
 }
 
@@ -552,7 +418,7 @@ apr_status_t hyb_poller_park(hyb_conn *conn, hyb_park_kind kind,
     conn->park.expired = 0;
     conn->park.since = apr_time_now();
     conn->park.expiry = conn->park.since + timeout;
-    if (heap_insert(conn) < 0) {
+    if (hyb_deadlines_add(&P.deadlines, &conn->park) < 0) {
         pthread_mutex_unlock(&P.lock);
         return APR_ENOMEM;
     }
@@ -569,9 +435,9 @@ apr_status_t hyb_poller_park(hyb_conn *conn, hyb_park_kind kind,
         apr_status_t rv = errno;
 
         pthread_mutex_lock(&P.lock);
-        heap_remove(conn);
+        hyb_deadlines_remove(&P.deadlines, &conn->park);
         P.parked[kind]--;
-            pthread_mutex_unlock(&P.lock);
+        pthread_mutex_unlock(&P.lock);
         return rv;
     }
     return APR_SUCCESS;
@@ -582,10 +448,10 @@ static hyb_conn *claim(hyb_conn *conn)
 {
     pthread_mutex_lock(&P.lock);
     if (conn->park.index >= 0) {
-        heap_remove(conn);
+        hyb_deadlines_remove(&P.deadlines, &conn->park);
         P.parked[conn->park.kind]--;
-        }
-    /* else: its wait ran out and it was taken off the heap then */
+    }
+    /* else: its wait ran out and it was taken off the deadlines then */
     pthread_mutex_unlock(&P.lock);
     return conn;
 }
@@ -597,19 +463,20 @@ static int readable_now(int fd)
     return poll(&pfd, 1, 0) > 0;
 }
 
-/* Under P.lock: the connection's wait ran out.  It is taken off the heap
+/* Under P.lock: the connection's wait ran out.  It is taken off the
+ * deadlines
  * and its socket shut down, which fires its event; the thread that gets
  * it closes the connection.  A keep-alive connection whose next request
  * has arrived is not expired: a thread is on its way to serve it. */
 static void expire(hyb_conn *conn, apr_time_t now)
 {
     if (conn->park.kind == HYB_PARK_KEEPALIVE && readable_now(conn->fd)) {
-        heap_remove(conn);
+        hyb_deadlines_remove(&P.deadlines, &conn->park);
         conn->park.expiry = now + apr_time_from_sec(1);
-        heap_insert(conn);
+        hyb_deadlines_add(&P.deadlines, &conn->park);   /* room: was in */
         return;
     }
-    heap_remove(conn);
+    hyb_deadlines_remove(&P.deadlines, &conn->park);
     P.parked[conn->park.kind]--;
     conn->park.expired = 1;
     shutdown(conn->fd, conn->park.kind == HYB_PARK_WRITE ? SHUT_RDWR
@@ -629,10 +496,12 @@ static void expire_idle_keepalive(apr_time_t now)
 {
     int i;
 
-    for (i = P.nheap - 1; i >= 0; i--) {
-        if (i < P.nheap && P.heap[i]->park.kind == HYB_PARK_KEEPALIVE
-            && now - P.heap[i]->park.since >= STOP_IDLE_GRACE) {
-            hyb_conn *conn = P.heap[i];
+    for (i = P.deadlines.n - 1; i >= 0; i--) {
+        hyb_park *park = i < P.deadlines.n ? P.deadlines.at[i] : NULL;
+
+        if (park && park->kind == HYB_PARK_KEEPALIVE
+            && now - park->since >= STOP_IDLE_GRACE) {
+            hyb_conn *conn = conn_of(park);
 
             if (!readable_now(conn->fd)) {
                 expire(conn, now);
@@ -646,6 +515,7 @@ static void expire_idle_keepalive(apr_time_t now)
  * unless the clock asks (forced). */
 static void housekeeping(apr_time_t now, int forced)
 {
+    hyb_park *first;
     int done;
     int new_stop = hyb_child_stopping(P.ch) && !P.stop_handled;
 
@@ -659,8 +529,9 @@ static void housekeeping(apr_time_t now, int forced)
         return;
     }
     P.next_housekeeping = now + HOUSEKEEPING_EVERY;
-    while (P.nheap && P.heap[0]->park.expiry <= now) {
-        expire(P.heap[0], now);
+    while ((first = hyb_deadlines_first(&P.deadlines))
+           && first->expiry <= now) {
+        expire(conn_of(first), now);
     }
     if (hyb_child_stopping(P.ch)) {
         if (!P.stop_handled) {
@@ -738,7 +609,7 @@ static void rearm_exclusive(void)
 
 static void accept_new(hyb_thread *t, int i, hyb_event *ev)
 {
-    apr_pool_t *pool = hyb_poller_take_pool(t);
+    apr_pool_t *pool = hyb_pool_take(t);
     hyb_accept_rc rc = HYB_ACCEPT_RETRY;
 
     if (i >= 0 && i < P.nlisten && P.lfds[i] >= 0) {
@@ -930,7 +801,7 @@ static void gated_next(hyb_thread *t, hyb_event *ev)
 {
     hyb_child *ch = t->child;
     const hyb_strategy *st = hyb_conf.strategy;
-    int alone = !ch->threaded && P.nheap;
+    int alone = !ch->threaded && P.deadlines.n;
     apr_status_t rv;
 
     if (ch->threaded
@@ -959,7 +830,7 @@ static void gated_next(hyb_thread *t, hyb_event *ev)
  * any stopping child does. */
 static void blocking_next(hyb_thread *t, hyb_event *ev)
 {
-    apr_pool_t *pool = hyb_poller_take_pool(t);
+    apr_pool_t *pool = hyb_pool_take(t);
     hyb_accept_rc rc = HYB_ACCEPT_RETRY;
 
     if (P.lfds[0] >= 0) {

@@ -59,14 +59,8 @@ apr_status_t hyb_poller_park(hyb_conn *conn, hyb_park_kind kind,
                              int want_write, apr_interval_time_t timeout);
 void hyb_poller_close(hyb_thread *t, hyb_conn *conn);
 void hyb_poller_conn_gone(hyb_child *ch);
-void hyb_poller_recycle(hyb_thread *t, apr_pool_t *pool);
 
-/* A new transaction pool, from the thread's allocator. */
-apr_pool_t *hyb_poller_new_pool(hyb_thread *t);
-
-/* Drain: a pool for a connection taken outside the wait, and counting
- * it. */
-apr_pool_t *hyb_poller_take_pool(hyb_thread *t);
+/* Drain: count a connection taken outside the wait. */
 void hyb_poller_count_accepted(void);
 
 /* Is another thread of this child waiting on the epoll set now (so that

@@ -26,6 +26,7 @@
 #include "hybrid_conn.h"
 #include "hybrid_drain.h"
 #include "hybrid_poller.h"
+#include "hybrid_pools.h"
 #include "hybrid_notes.h"
 #include "hybrid_retire.h"
 #include "hybrid_worker.h"
@@ -95,7 +96,7 @@ void hyb_worker_run(hyb_thread *t)
     }
 #endif
     if (!t->ptrans) {
-        t->ptrans = hyb_poller_new_pool(t);
+        t->ptrans = hyb_pool_new(t);
     }
     set_idle(ch, 1);
     for (;;) {
