@@ -795,8 +795,12 @@ static int gated_poll(hyb_thread *t, hyb_event *ev)
 }
 
 /* One try at the accept turn.  With no other thread on the epoll set (a
- * ThreadsPerChild 1 child), a child with parked connections waits for the
- * lock only in short slices, and looks at the epoll set in between. */
+ * ThreadsPerChild 1 child), a child with parked connections does not wait
+ * for the lock: it tries it once, and otherwise waits on its epoll set
+ * for a short slice, where a parked connection that turns readable wakes
+ * it at once.  So its clients never wait for the lock, and new
+ * connections go to the children that wait for it, those with nothing
+ * parked. */
 static void gated_next(hyb_thread *t, hyb_event *ev)
 {
     hyb_child *ch = t->child;
@@ -809,7 +813,7 @@ static void gated_next(hyb_thread *t, hyb_event *ev)
         epoll_next(t, -1, ev);
         return;
     }
-    rv = st->gate_enter(ch, alone ? GATED_SHORT_SLICE
+    rv = st->gate_enter(ch, alone ? 0
                                   : apr_time_from_msec(HYB_WAIT_SLICE_MS));
     if (rv == APR_SUCCESS) {
         gated_poll(t, ev);
