@@ -605,7 +605,8 @@ def test_accept_graceful_restarts_under_load(httpd, strategy):
 def test_accept_reuseport_max_connections_per_child(httpd):
     """MaxConnectionsPerChild 100 with 4 reuseport groups under ab -c 8:
     nothing fails, children are recycled, and a recycled group never
-    leaves its queued connections waiting (longest request < 1 s)."""
+    leaves its queued connections waiting longer than a slice (longest
+    request < 1.5 s)."""
     h = httpd(conf=cfg("StartServers 4", "ServerLimit 16", "ThreadLimit 4",
                        "ThreadsPerChild 4", "MaxRequestWorkers 32",
                        "MinSpareThreads 2", "MaxSpareThreads 32",
@@ -639,7 +640,11 @@ def test_accept_reuseport_max_connections_per_child(httpd):
         by_group[grp] = by_group.get(grp, 0) + 1
     assert sorted(by_group) == [0, 1, 2, 3], by_group
     assert min(by_group.values()) >= 3, by_group
-    assert longest is not None and longest < 1000, \
+    # A retiring child may take a listener's wake-up with it as it lets go
+    # of the listener; its siblings re-arm theirs once a slice (1 s), so a
+    # connection waits one slice at most (it waited until the next arrival
+    # before): 1001 ms was seen once in a full suite run.
+    assert longest is not None and longest < 1500, \
         "a request waited %s ms\n%s" % (longest, out)
     time.sleep(1.5)
     assert len(h.children()) >= 4
