@@ -16,7 +16,8 @@ stock prefork with the same 8 processes:
            site with KeepAlive On sees when idle browsers pile up.
 
 Rounds interleaved (A B C, C B A); medians.  Knobs: TPC1_ROUNDS (2),
-TPC1_SECONDS (5).  Writes build/tpc1/report.md.
+TPC1_SECONDS (5), TPC1_STRATEGY (the AcceptStrategy, mutex).  Writes
+build/tpc1/report.md.
 """
 import os
 import socket
@@ -41,10 +42,11 @@ def env(name, default, conv=str):
 
 
 def contenders():
+    strategy = env("TPC1_STRATEGY", "mutex")
     out = [S.Contender("prefork", "apache", "prefork", 1)]
     for mode in ("off", "on"):
-        c = S.Contender("hybrid-mutex-t1-async-%s" % mode, "apache",
-                        "hybrid", 1, "mutex")
+        c = S.Contender("hybrid-%s-t1-async-%s" % (strategy, mode),
+                        "apache", "hybrid", 1, strategy)
         c.extra = "AsyncConnections %s" % mode.capitalize()
         out.append(c)
     return out
