@@ -23,12 +23,13 @@ typedef enum {
     HYB_PARK_KINDS
 } hyb_park_kind;
 
-/* The poller's part of a connection (hybrid_poller.c owns it). */
+/* The poller's part of a connection (hybrid_poller.c owns it; its
+ * deadlines order it by expiry, hybrid_deadlines.c). */
 typedef struct hyb_park {
     hyb_park_kind kind;
     apr_time_t since;         /* parked at */
     apr_time_t expiry;
-    int index;                /* in the timer heap, -1 when not parked */
+    int index;                /* in the deadlines, -1 when not parked */
     int registered;           /* known to the epoll set (MOD, not ADD) */
     volatile int expired;     /* its wait ran out; the owner closes it */
 } hyb_park;
