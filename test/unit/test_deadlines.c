@@ -7,16 +7,7 @@
 
 #include "hybrid_deadlines.h"
 #include "hybrid_deadlines.c"
-
-static int failures;
-
-#define CHECK(cond) do {                                                \
-        if (!(cond)) {                                                  \
-            fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__,      \
-                    __LINE__, #cond);                                   \
-            failures++;                                                 \
-        }                                                               \
-    } while (0)
+#include "unit_check.h"
 
 /* Every parent no later than its children, every index right. */
 static int well_ordered(const hyb_deadlines *d)
@@ -128,10 +119,5 @@ int main(void)
     test_empty();
     test_single();
     test_random();
-    if (failures) {
-        fprintf(stderr, "%d check(s) failed\n", failures);
-        return 1;
-    }
-    printf("test_deadlines: all checks passed\n");
-    return 0;
+    return unit_report("test_deadlines");
 }

@@ -8,8 +8,7 @@
 
 #include "cstatus_escape.h"
 #include "cstatus_escape.c"
-
-static int failures;
+#include "unit_check.h"
 
 #define CHECK_STR(got, want) do {                                       \
         const char *g_ = (got), *w_ = (want);                           \
@@ -101,10 +100,5 @@ int main(void)
     test_long(p);
     apr_pool_destroy(p);
     apr_terminate();
-    if (failures) {
-        fprintf(stderr, "test_escape: %d check(s) failed\n", failures);
-        return 1;
-    }
-    printf("test_escape: all checks passed\n");
-    return 0;
+    return unit_report("test_escape");
 }

@@ -9,16 +9,7 @@
 
 #include "cstatus_fair.h"
 #include "cstatus_fair.c"
-
-static int failures;
-
-#define CHECK(cond) do {                                                \
-        if (!(cond)) {                                                  \
-            fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__,      \
-                    __LINE__, #cond);                                   \
-            failures++;                                                 \
-        }                                                               \
-    } while (0)
+#include "unit_check.h"
 
 #define NEAR(a, b, eps) ((a) - (b) <= (eps) && (b) - (a) <= (eps))
 
@@ -402,10 +393,5 @@ int main(void)
     test_fair_share_per_thread();
     test_populations_apart();
     test_idle_and_nothing_to_judge();
-    if (failures) {
-        fprintf(stderr, "test_fair: %d check(s) failed\n", failures);
-        return 1;
-    }
-    printf("test_fair: all checks passed\n");
-    return 0;
+    return unit_report("test_fair");
 }

@@ -7,18 +7,10 @@
 
 #include "hybrid_limits.h"
 #include "hybrid_limits.c"
+#include "unit_check.h"
 
-static int failures;
 static char warnings[8][512];
 static int nwarnings;
-
-#define CHECK(cond) do {                                                \
-        if (!(cond)) {                                                  \
-            fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__,      \
-                    __LINE__, #cond);                                   \
-            failures++;                                                 \
-        }                                                               \
-    } while (0)
 
 static void collect(void *ctx, const char *msg)
 {
@@ -268,10 +260,5 @@ int main(void)
     test_spare_servers_ignored_when_threaded();
     test_spare_max_above_min_plus_tpc();
     test_spare_min_at_most_max_workers();
-    if (failures) {
-        fprintf(stderr, "test_limits: %d failures\n", failures);
-        return 1;
-    }
-    printf("test_limits: all passed\n");
-    return 0;
+    return unit_report("test_limits");
 }

@@ -7,16 +7,7 @@
 
 #include "cstatus_proc.h"
 #include "cstatus_proc.c"
-
-static int failures;
-
-#define CHECK(cond) do {                                                \
-        if (!(cond)) {                                                  \
-            fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__,      \
-                    __LINE__, #cond);                                   \
-            failures++;                                                 \
-        }                                                               \
-    } while (0)
+#include "unit_check.h"
 
 /* Fields 3..21 then starttime (22) = 4242, then the rest. */
 #define TAIL " S 1 2 3 0 -1 4194560 10 0 0 0 1 2 0 0 20 0 1 0 4242 1000 50"
@@ -54,10 +45,5 @@ int main(void)
 {
     test_parse();
     test_own_start();
-    if (failures) {
-        fprintf(stderr, "test_proc: %d check(s) failed\n", failures);
-        return 1;
-    }
-    printf("test_proc: all checks passed\n");
-    return 0;
+    return unit_report("test_proc");
 }

@@ -9,16 +9,7 @@
 
 #include "cstatus_ring.h"
 #include "cstatus_ring.c"
-
-static int failures;
-
-#define CHECK(cond) do {                                                \
-        if (!(cond)) {                                                  \
-            fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__,      \
-                    __LINE__, #cond);                                   \
-            failures++;                                                 \
-        }                                                               \
-    } while (0)
+#include "unit_check.h"
 
 #define NEAR(a, b) (fabs((a) - (b)) < 1e-9)
 #define T0 apr_time_from_sec(1700000000)
@@ -145,10 +136,5 @@ int main(void)
     test_seconds();
     test_bad_windows();
     test_concurrent_bumps();
-    if (failures) {
-        fprintf(stderr, "test_ring: %d check(s) failed\n", failures);
-        return 1;
-    }
-    printf("test_ring: all checks passed\n");
-    return 0;
+    return unit_report("test_ring");
 }

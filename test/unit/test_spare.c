@@ -6,16 +6,7 @@
 
 #include "hybrid_spare.h"
 #include "hybrid_spare.c"
-
-static int failures;
-
-#define CHECK(cond) do {                                                \
-        if (!(cond)) {                                                  \
-            fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__,      \
-                    __LINE__, #cond);                                   \
-            failures++;                                                 \
-        }                                                               \
-    } while (0)
+#include "unit_check.h"
 
 static hyb_spare_in base(void)
 {
@@ -131,10 +122,5 @@ int main(void)
     test_retire_one_above_max();
     test_between_limits_resets_rate();
     test_hold_off_keeps_rate();
-    if (failures) {
-        fprintf(stderr, "test_spare: %d checks failed\n", failures);
-        return 1;
-    }
-    printf("test_spare: all checks passed\n");
-    return 0;
+    return unit_report("test_spare");
 }
