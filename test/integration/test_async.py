@@ -448,20 +448,26 @@ def connections_per_child(h):
 
 
 
+WRK_UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
 def wrk_latency(h, path, connections, seconds):
-    """wrk's (requests, longest latency in ms, socket errors) for
-    `connections` keep-alive clients that never pause."""
+    """What wrk says of `connections` keep-alive clients that never
+    pause: (requests, longest latency in ms, median latency in ms, socket
+    errors, wrk's output)."""
     out = subprocess.run(
         [require_tool("wrk"), "-t1", "-c%d" % connections,
          "-d%ds" % seconds, "--latency", h.url(path)],
         capture_output=True, text=True, timeout=seconds + 30).stdout
     m = re.search(r"(\d+) requests in", out)
     worst = re.search(r"Latency\s+\S+\s+\S+\s+([\d.]+)(us|ms|s)\b", out)
-    assert m and worst, out
-    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[worst.group(2)]
+    median = re.search(r"50%\s+([\d.]+)(us|ms|s)\b", out)
+    assert m and worst and median, out
     errors = re.search(r"Socket errors: (.*)", out)
-    return int(m.group(1)), float(worst.group(1)) * scale, \
-        errors.group(1) if errors else ""
+    return (int(m.group(1)),
+            float(worst.group(1)) * WRK_UNIT_MS[worst.group(2)],
+            float(median.group(1)) * WRK_UNIT_MS[median.group(2)],
+            errors.group(1) if errors else "", out)
 
 
 @pytest.mark.parametrize("mech", ["fcntl", "pthread"])
@@ -481,7 +487,7 @@ def test_mutex_busy_clients_do_not_starve_parked_ones(httpd, mech):
         "MaxKeepAliveRequests 0"]))
     h.start()
     settle(h, count=4)
-    requests, worst_ms, errors = wrk_latency(h, "/small.txt", 40, 4)
+    requests, worst_ms, _, errors, _ = wrk_latency(h, "/small.txt", 40, 4)
     assert requests > 1000 and not errors, (requests, errors)
     assert worst_ms < 500, "a client waited %.0f ms for a response " \
         "(%d requests)\n%s" % (worst_ms, requests, h.log())
@@ -531,13 +537,6 @@ def test_mutex_tpc1_parked_clients_never_wait_for_the_lock(httpd,
         sleep_conf(sleep_module)]))
     h.start()
     settle(h, count=4)
-    out = subprocess.run(
-        [require_tool("wrk"), "-t1", "-c2", "-d3s", "--latency",
-         h.url("/sleep?ms=20")],
-        capture_output=True, text=True, timeout=60).stdout
-    m = re.search(r"50%\s+([\d.]+)(us|ms|s)\b", out)
-    assert m, out
-    p50_ms = float(m.group(1)) * {"us": 0.001, "ms": 1.0,
-                                  "s": 1000.0}[m.group(2)]
+    _, _, p50_ms, _, out = wrk_latency(h, "/sleep?ms=20", 2, 3)
     assert p50_ms < 26, "median %.1f ms for a 20 ms handler\n%s" % (
         p50_ms, out)
