@@ -764,8 +764,17 @@ def test_busy_after_graceful_restart_is_what_runs(status, sleep_module, mpm):
         t.start()
         threads.append(t)
     try:
-        s.h.wait_for(lambda: s.json()["totals"]["threads_busy"] >= 10,
-                     timeout=5, interval=0.1, what="10 downloads running")
+        # the status request is busy itself: 10 downloads show as 11 (and
+        # one earlier status request may still be logging, so twice in a
+        # row); with >= 10, a graceful restart could come before the 10th
+        # download was accepted, and the new generation would serve it
+        seen = []
+
+        def downloads_running():
+            seen.append(s.json()["totals"]["threads_busy"] >= 11)
+            return seen[-2:] == [True, True]
+        s.h.wait_for(downloads_running, timeout=5, interval=0.1,
+                     what="10 downloads running")
         s.h.graceful()
 
         def settled():
