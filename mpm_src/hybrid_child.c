@@ -331,16 +331,21 @@ static void drop_connections_now(hyb_child *ch)
 static void supervise_workers(hyb_child *ch)
 {
     struct pollfd pfd = { ch->wake_fd[0], POLLIN, 0 };
+    apr_time_t parent_checked = apr_time_now();
     int i;
 
     while (!hyb_child_stopping(ch)) {
-        if (poll(&pfd, 1, HYB_WAIT_SLICE_MS) == 0) {
+        if (poll(&pfd, 1, hyb_poller_sentry()) == 0
+            && apr_time_now() - parent_checked
+               >= apr_time_from_msec(HYB_WAIT_SLICE_MS)) {
             hyb_child_check_parent(ch);
+            parent_checked = apr_time_now();
         }
         if (!__atomic_load_n(&ch->live_threads, __ATOMIC_SEQ_CST)) {
             break;   /* every worker gave up (sick) */
         }
     }
+    hyb_poller_open_reserve();
     ap_run_child_stopping(ch->pool, ch->stop == HYB_STOP_GRACEFUL);
     ch->stopping_hooks_run = 1;
     while (__atomic_load_n(&ch->live_threads, __ATOMIC_SEQ_CST)) {

@@ -65,6 +65,10 @@
 #define GATED_SHORT_SLICE    apr_time_from_msec(10)
 #define SHORTAGE_PAUSE       apr_time_from_msec(200)
 #define SHORTAGES_SICK       600
+#define WATCHERS_MAX         2    /* idle threads on the epoll set */
+#define BACK_SOON            apr_time_from_msec(2)
+#define SENTRY_MS            5    /* the main thread's look, busy */
+#define SENTRY_IDLE_MS       100  /* and idle */
 
 /* epoll data: a connection's address (8-aligned), or a tag in the low
  * three bits with an index above them. */
@@ -99,10 +103,18 @@ typedef struct {
     volatile apr_uint32_t held;   /* connections this child has */
     volatile int shortages;       /* accept shortages in a row */
     volatile apr_uint32_t watchers;   /* threads waiting on the epoll set */
+    /* idle threads beyond the watchers (see wait_in_reserve) */
+    apr_uint32_t watchers_max;
+    volatile apr_uint32_t reserved;
+    volatile apr_time_t service;      /* a thread's time out, averaged */
+    pthread_mutex_t reserve_lock;
+    pthread_cond_t reserve_cond;
 } poller;
 
 static poller P = { .epfd = -1, .done_fd = -1, .token_fd = -1,
-                    .timer_fd = -1 };
+                    .timer_fd = -1,
+                    .reserve_lock = PTHREAD_MUTEX_INITIALIZER,
+                    .reserve_cond = PTHREAD_COND_INITIALIZER };
 
 /* The connection a deadline belongs to (hyb_conn embeds its hyb_park). */
 static hyb_conn *conn_of(hyb_park *park)
@@ -285,6 +297,9 @@ apr_status_t hyb_poller_listen(hyb_child *ch, ap_listen_rec *lrs, int flags)
                      ? " (EPOLLEXCLUSIVE)" : "");
         return APR_EGENERAL;
     }
+    if (ch->threaded && !(flags & (HYB_LISTEN_GATED | HYB_LISTEN_BLOCKING))) {
+        P.watchers_max = WATCHERS_MAX;
+    }
     return APR_SUCCESS;
 }
 
@@ -368,6 +383,147 @@ static int stop_done(void)
               <= (apr_uint32_t)P.parked[HYB_PARK_LINGER];
 }
 
+/* ------------------------------------------------------------------ */
+/* The reserve.  Every thread waiting in epoll_wait is one the kernel may
+ * wake for the next event, even while a busy thread is about to come
+ * back for it: with 25 threads on a handful of busy connections that was
+ * a wake-up and a context switch per request.  So at most watchers_max
+ * idle threads wait on the epoll set, and the others wait here.  When the
+ * last watcher leaves to serve something, one is let out at once unless
+ * the child's threads are usually back within BACK_SOON and another one
+ * took its event less than that ago (it will most likely be back for the
+ * next event first: letting one out every time cost a futex wake per
+ * request).  A thread that stays out longer than that is in a slow
+ * request: then the main thread, which looks every SENTRY_MS while
+ * threads serve (SENTRY_IDLE_MS otherwise), lets one out, so the set is
+ * not left unwatched for long while idle threads are available.  A
+ * stopping child opens the reserve for good: every thread then watches. */
+
+void hyb_poller_open_reserve(void)
+{
+    pthread_mutex_lock(&P.reserve_lock);
+    P.watchers_max = 0;
+    pthread_cond_broadcast(&P.reserve_cond);
+    pthread_mutex_unlock(&P.reserve_lock);
+}
+
+/* Are this child's threads usually back within BACK_SOON?  Only then is
+ * the reserve worth it: with slower requests a wake-up per request is
+ * small beside the request, and every idle thread watches, as without
+ * the reserve. */
+static int quick_service(void)
+{
+    return P.service < BACK_SOON;
+}
+
+static int reserve_full(void)
+{
+    apr_uint32_t max = __atomic_load_n(&P.watchers_max, __ATOMIC_SEQ_CST);
+
+    return max && quick_service()
+           && __atomic_load_n(&P.watchers, __ATOMIC_SEQ_CST) >= max;
+}
+
+/* reserved goes up before watchers is read, and a leaving watcher lowers
+ * watchers before it reads reserved: so either this thread sees the
+ * room, or the watcher sees this thread and signals under the lock. */
+static void wait_in_reserve(void)
+{
+    __atomic_add_fetch(&P.reserved, 1, __ATOMIC_SEQ_CST);
+    if (reserve_full()) {
+        pthread_mutex_lock(&P.reserve_lock);
+        while (reserve_full()) {
+            pthread_cond_wait(&P.reserve_cond, &P.reserve_lock);
+        }
+        pthread_mutex_unlock(&P.reserve_lock);
+    }
+    __atomic_sub_fetch(&P.reserved, 1, __ATOMIC_SEQ_CST);
+}
+
+static void let_one_out(void)
+{
+    pthread_mutex_lock(&P.reserve_lock);
+    pthread_cond_signal(&P.reserve_cond);
+    pthread_mutex_unlock(&P.reserve_lock);
+}
+
+/* An average over the last 64 or so (on a loaded machine a quick
+ * request's wall time jumps from 0.1 to 4 ms as threads wait for a CPU;
+ * over 8 the average crossed BACK_SOON now and then); threads race on
+ * it, and a lost update only makes it a little less exact. */
+static void note_service(apr_interval_time_t took)
+{
+    P.service += (took - P.service) / 64;
+}
+
+/* Timed per response, not per stay: a thread that goes on with the next
+ * request of its client at once is quick, however many it serves. */
+void hyb_poller_served(hyb_thread *t)
+{
+    apr_time_t now = apr_time_now();
+
+    if (t->serving_since) {
+        note_service(now - t->serving_since);
+        t->served = 1;
+    }
+    t->serving_since = now;
+}
+
+void hyb_poller_resumed(hyb_thread *t)
+{
+    t->serving_since = apr_time_now();
+}
+
+/* Is a thread other than `self` serving, and since less than BACK_SOON?
+ * *serving: whether any is serving at all. */
+static int one_back_soon(const hyb_thread *self, apr_time_t now,
+                         int *serving)
+{
+    const hyb_thread *th = P.ch->threads;
+    int i, soon = 0;
+    int quick = quick_service();
+
+    *serving = 0;
+    for (i = 0; i < hyb_conf.lim.threads_per_child; i++) {
+        apr_time_t since = th[i].serving_since;
+
+        if (&th[i] != self && since) {
+            *serving = 1;
+            if (quick && now - since < BACK_SOON) {
+                soon = 1;
+            }
+        }
+    }
+    return soon;
+}
+
+static void left_the_watch(hyb_thread *t, apr_time_t now)
+{
+    int serving;
+
+    if (__atomic_sub_fetch(&P.watchers, 1, __ATOMIC_SEQ_CST) == 0
+        && __atomic_load_n(&P.reserved, __ATOMIC_SEQ_CST)
+        && !one_back_soon(t, now, &serving)) {
+        let_one_out();
+    }
+}
+
+int hyb_poller_sentry(void)
+{
+    int serving = 0;
+
+    if (!__atomic_load_n(&P.watchers_max, __ATOMIC_SEQ_CST)) {
+        return HYB_WAIT_SLICE_MS;
+    }
+    if (!one_back_soon(NULL, apr_time_now(), &serving)
+        && !__atomic_load_n(&P.watchers, __ATOMIC_SEQ_CST)
+        && __atomic_load_n(&P.reserved, __ATOMIC_SEQ_CST)) {
+        let_one_out();
+    }
+    /* with slow requests, a leaving watcher lets one out itself */
+    return serving && quick_service() ? SENTRY_MS : SENTRY_IDLE_MS;
+}
+
 /* Every thread leaves (level-triggered: each epoll_wait returns it). */
 static void send_everyone_home(void)
 {
@@ -376,6 +532,7 @@ static void send_everyone_home(void)
     if (write(P.done_fd, &one, sizeof(one)) < 0) {
         /* already readable */
     }
+    hyb_poller_open_reserve();
 }
 
 void hyb_poller_conn_gone(hyb_child *ch)
@@ -536,6 +693,7 @@ static void housekeeping(apr_time_t now, int forced)
     if (hyb_child_stopping(P.ch)) {
         if (!P.stop_handled) {
             P.stop_handled = 1;
+            hyb_poller_open_reserve();
             epoll_ctl(P.epfd, EPOLL_CTL_DEL, P.ch->wake_fd[0], NULL);
             timer_sooner(now + HOUSEKEEPING_EVERY);
         }
@@ -700,6 +858,12 @@ int hyb_poller_watched(void)
     return __atomic_load_n(&P.watchers, __ATOMIC_RELAXED) > 0;
 }
 
+int hyb_poller_reserved(void)
+{
+    return __atomic_load_n(&P.watchers_max, __ATOMIC_RELAXED) != 0
+           && quick_service();
+}
+
 /* Wakes one thread waiting in the epoll set (an EPOLLONESHOT eventfd:
  * exactly one gets it) to take on a role this thread leaves. */
 static void hand_on(int fd, int tag)
@@ -728,6 +892,22 @@ static void epoll_next(hyb_thread *t, int timeout_ms, hyb_event *ev)
     if (n > 0) {
         dispatch(t, &e, ev);
     }
+}
+
+/* The ungated wait: in the reserve while enough threads watch. */
+static void watched_next(hyb_thread *t, hyb_event *ev)
+{
+    struct epoll_event e;
+
+    wait_in_reserve();
+    __atomic_add_fetch(&P.watchers, 1, __ATOMIC_SEQ_CST);
+    if (epoll_wait(P.epfd, &e, 1, -1) > 0) {
+        t->serving_since = apr_time_now();
+        left_the_watch(t, t->serving_since);
+        dispatch(t, &e, ev);
+        return;
+    }
+    left_the_watch(t, apr_time_now());
 }
 
 /* ------------------------------------------------------------------ */
@@ -865,6 +1045,11 @@ void hyb_poller_next(hyb_thread *t, hyb_event *ev)
     apr_time_t now = apr_time_now();
 
     memset(ev, 0, sizeof(*ev));
+    if (t->serving_since && !t->served) {
+        note_service(now - t->serving_since);   /* an accept, a close */
+    }
+    t->serving_since = 0;
+    t->served = 0;
     if (__atomic_load_n(&t->child->stop, __ATOMIC_SEQ_CST) == HYB_STOP_NOW) {
         ev->kind = HYB_EV_EXIT;
         return;
@@ -877,6 +1062,6 @@ void hyb_poller_next(hyb_thread *t, hyb_event *ev)
         gated_next(t, ev);
     }
     else {
-        epoll_next(t, -1, ev);
+        watched_next(t, ev);
     }
 }

@@ -67,6 +67,26 @@ void hyb_poller_count_accepted(void);
  * a parked connection turning readable would be served)? */
 int hyb_poller_watched(void);
 
+/* Do idle threads beyond a few wait in the reserve (a threaded child on
+ * ungated listeners, not stopping)?  Then a thread that finished a
+ * response should park its connection at once and take whichever one is
+ * ready first, rather than wait on its own. */
+int hyb_poller_reserved(void);
+
+/* A stopping child: every idle thread watches the epoll set from now on
+ * (called by the main thread; not async-signal-safe). */
+void hyb_poller_open_reserve(void);
+
+/* A response is done (served), or the next request on the same
+ * connection came after a wait (resumed): the child's usual service time,
+ * which decides whether the reserve is worth it, counts the responses. */
+void hyb_poller_served(hyb_thread *t);
+void hyb_poller_resumed(hyb_thread *t);
+
+/* The main thread's look at the reserve (hybrid_poller.c); returns how
+ * long it may wait, in ms, before the next look. */
+int hyb_poller_sentry(void);
+
 /* Does this kernel have EPOLLEXCLUSIVE?  (Any process, any time.) */
 int hyb_exclusive_supported(void);
 
