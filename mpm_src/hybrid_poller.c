@@ -5,11 +5,12 @@
  * a timerfd that is the child's clock, and for gated listeners an eventfd
  * that hands the accept turn on), the deadlines of parked connections
  * (kept in order by hybrid_deadlines.c), the child's connection counts
- * and limit, and the gated wait of the mutex strategy.  Transaction pools
- * come from hybrid_pools.c.
+ * and limit, the gated wait of the mutex strategy, and the reserve of idle
+ * threads (at most two watch the epoll set in a threaded child on ungated
+ * listeners).  Transaction pools come from hybrid_pools.c.
  *
- * Threads: every idle thread waits in epoll_wait(1 event), with no
- * timeout: the clock wakes one of them when a deadline comes.  A parked
+ * Threads: idle threads wait in epoll_wait(1 event), with no timeout: the
+ * clock wakes one of them when a deadline comes.  A parked
  * connection is armed EPOLLONESHOT, so its readiness goes to exactly one
  * thread, which claims it under the lock (taking it off the deadlines).  A
  * connection whose wait runs out is never closed by the thread that
