@@ -557,13 +557,14 @@ def context_switches(pids):
 @pytest.mark.parametrize("strategy", ["exclusive", "reuseport"])
 def test_reserve_keeps_context_switches_under_one_per_request(httpd,
                                                              strategy):
-    """2 children x 25 threads, 50 keep-alive clients that never pause.
+    """2 children x 25 threads, 8 keep-alive clients that never pause.
     Only two idle threads per child wait on its epoll set, and a thread
     that finished a response parks the connection and takes the next
     ready one: it seldom sleeps.  Before the reserve every thread waited
     on its own client, or in epoll_wait where the kernel woke it for the
-    next event: 1.1-1.3 context switches per request (worker: 1.3), now
-    0.35-0.65.  Counted from /proc, not timed."""
+    next event: 1.06-1.32 context switches per request, now 0.64-0.71.
+    (With 50 clients the machine is saturated and the two overlap more:
+    0.92-1.26 before, 0.35-0.90 now.)  Counted from /proc, not timed."""
     h = httpd(conf="\n".join([
         "StartServers 2", "ServerLimit 2", "ThreadsPerChild 25",
         "MaxRequestWorkers 50", "MinSpareThreads 1", "MaxSpareThreads 50",
@@ -572,7 +573,7 @@ def test_reserve_keeps_context_switches_under_one_per_request(httpd,
     h.start()
     pids = [h.pid] + list(settle(h, count=2))
     before = context_switches(pids)
-    requests, _, _, errors, out = wrk_latency(h, "/small.txt", 50, 3)
+    requests, _, _, errors, out = wrk_latency(h, "/small.txt", 8, 3)
     per_request = (context_switches(pids) - before) / max(requests, 1)
     assert requests > 3000 and not errors, out
     assert per_request < 0.9, "%.2f context switches per request (%d " \
