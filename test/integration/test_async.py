@@ -554,6 +554,25 @@ def context_switches(pids):
     return n
 
 
+def switches_per_request(h, clients):
+    """Context switches of all h's threads per request, while `clients`
+    keep-alive clients that never pause run for 3 s."""
+    h.start()
+    pids = [h.pid] + list(settle(h, count=2))
+    before = context_switches(pids)
+    requests, _, _, errors, out = wrk_latency(h, "/small.txt", clients, 3)
+    per_request = (context_switches(pids) - before) / max(requests, 1)
+    h.stop()
+    assert requests > 3000 and not errors, out
+    return per_request
+
+
+TWO_BY_25 = ["StartServers 2", "ServerLimit 2", "ThreadsPerChild 25",
+             "MaxRequestWorkers 50", "MinSpareThreads 1",
+             "MaxSpareThreads 50", "KeepAliveTimeout 30",
+             "MaxKeepAliveRequests 0"]
+
+
 @pytest.mark.parametrize("strategy", ["exclusive", "reuseport"])
 def test_reserve_keeps_context_switches_under_one_per_request(httpd,
                                                              strategy):
@@ -562,22 +581,17 @@ def test_reserve_keeps_context_switches_under_one_per_request(httpd,
     that finished a response parks the connection and takes the next
     ready one: it seldom sleeps.  Before the reserve every thread waited
     on its own client, or in epoll_wait where the kernel woke it for the
-    next event: 1.06-1.32 context switches per request, now 0.64-0.71.
-    (With 50 clients the machine is saturated and the two overlap more:
-    0.92-1.26 before, 0.35-0.90 now.)  Counted from /proc, not timed."""
-    h = httpd(conf="\n".join([
-        "StartServers 2", "ServerLimit 2", "ThreadsPerChild 25",
-        "MaxRequestWorkers 50", "MinSpareThreads 1", "MaxSpareThreads 50",
-        "AcceptStrategy %s" % strategy, "AsyncConnections On",
-        "KeepAliveTimeout 30", "MaxKeepAliveRequests 0"]))
-    h.start()
-    pids = [h.pid] + list(settle(h, count=2))
-    before = context_switches(pids)
-    requests, _, _, errors, out = wrk_latency(h, "/small.txt", 8, 3)
-    per_request = (context_switches(pids) - before) / max(requests, 1)
-    assert requests > 3000 and not errors, out
-    assert per_request < 0.9, "%.2f context switches per request (%d " \
-        "requests)\n%s" % (per_request, requests, out)
+    next event, as worker's do: 1.06-1.32 context switches per request
+    against worker's 1.3-1.4; now 0.64-0.71.  The count moves with the
+    machine's load (in a full test run more than alone), so it is
+    compared with stock worker's, same shape, measured just before.
+    Counted from /proc, not timed."""
+    worker = switches_per_request(
+        httpd(mpm="worker", conf="\n".join(TWO_BY_25)), 8)
+    hybrid = switches_per_request(httpd(conf="\n".join(TWO_BY_25 + [
+        "AcceptStrategy %s" % strategy, "AsyncConnections On"])), 8)
+    assert hybrid < 0.7 * worker, "%.2f context switches per request, " \
+        "worker %.2f" % (hybrid, worker)
 
 
 def test_reserve_lets_threads_out_for_slow_requests(httpd, sleep_module):
