@@ -67,12 +67,12 @@ extern module AP_MODULE_DECLARE_DATA mpm_hybrid_module;
  * milliseconds: with 2 ms, keep-alive under wrk -c50 ran at 0.93x of
  * parking off; with 5 ms at 1.06x (10 ms: 1.05x).
  *
- * Not for keep-alive where the child keeps a reserve (hybrid_poller.c):
- * there a thread waiting on its own client leaves the other clients'
- * requests to threads that must be woken for them, one wake-up and
- * context switch per request; parked at once, the next request is taken
- * by whichever thread comes back first, often without sleeping (wrk -c50
- * on 2 x 25 threads: 1.3 context switches per request down to 0.6). */
+ * Neither grace where the child keeps a reserve (hybrid_poller.c): there
+ * a thread waiting on its own client leaves the other clients' requests
+ * to threads that must be woken for them, one wake-up and context switch
+ * per request; parked at once, the next request is taken by whichever
+ * thread comes back first, often without sleeping (wrk -c50 on 2 x 25
+ * threads: 1.3 context switches per request down to 0.6). */
 #define KEEPALIVE_GRACE_MS 5
 #define LINGER_GRACE_MS    20
 
@@ -193,12 +193,13 @@ static int drain_input(hyb_conn *conn)
  * wait for a thread.  (Counting idle threads is not enough: one waiting
  * for the accept mutex is idle, but serves nothing meanwhile, and with
  * it counted, busy threads kept their own clients and starved the parked
- * ones for up to a second.) */
+ * ones for up to a second.)  And only a quick look where the child keeps
+ * a reserve: see KEEPALIVE_GRACE_MS. */
 static int ready_soon(hyb_conn *conn, int grace)
 {
     struct pollfd pfd = { conn->fd, POLLIN, 0 };
 
-    if (!hyb_poller_watched()) {
+    if (!hyb_poller_watched() || hyb_poller_reserved()) {
         grace = 0;
     }
     return poll(&pfd, 1, grace) > 0;
@@ -210,8 +211,7 @@ static void wait_for_client_close(hyb_thread *t, hyb_conn *conn)
     apr_interval_time_t wait = LINGER_AFTER_READ;
 
     if (drain_input(conn) || now >= conn->linger_until
-        || (ready_soon(conn, hyb_poller_reserved() ? 0 : LINGER_GRACE_MS)
-            && drain_input(conn))) {
+        || (ready_soon(conn, LINGER_GRACE_MS) && drain_input(conn))) {
         hyb_poller_close(t, conn);
         return;
     }
@@ -353,8 +353,7 @@ static void run(hyb_thread *t, hyb_conn *conn)
             if (kind == HYB_PARK_KEEPALIVE) {
                 ap_update_child_status(conn->sbh, SERVER_BUSY_KEEPALIVE,
                                        NULL);
-                if (ready_soon(conn, hyb_poller_reserved()
-                                         ? 0 : KEEPALIVE_GRACE_MS)) {
+                if (ready_soon(conn, KEEPALIVE_GRACE_MS)) {
                     hyb_poller_resumed(t);
                     conn->pub.state = CONN_STATE_PROCESSING;
                     continue;

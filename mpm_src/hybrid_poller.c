@@ -398,7 +398,8 @@ static int stop_done(void)
  * request: then the main thread, which looks every SENTRY_MS while
  * threads serve (SENTRY_IDLE_MS otherwise), lets one out, so the set is
  * not left unwatched for long while idle threads are available.  A
- * stopping child opens the reserve for good: every thread then watches. */
+ * stopping child's main thread opens the reserve for good: every thread
+ * then watches. */
 
 void hyb_poller_open_reserve(void)
 {
@@ -533,7 +534,6 @@ static void send_everyone_home(void)
     if (write(P.done_fd, &one, sizeof(one)) < 0) {
         /* already readable */
     }
-    hyb_poller_open_reserve();
 }
 
 void hyb_poller_conn_gone(hyb_child *ch)
@@ -694,7 +694,6 @@ static void housekeeping(apr_time_t now, int forced)
     if (hyb_child_stopping(P.ch)) {
         if (!P.stop_handled) {
             P.stop_handled = 1;
-            hyb_poller_open_reserve();
             epoll_ctl(P.epfd, EPOLL_CTL_DEL, P.ch->wake_fd[0], NULL);
             timer_sooner(now + HOUSEKEEPING_EVERY);
         }
@@ -899,16 +898,20 @@ static void epoll_next(hyb_thread *t, int timeout_ms, hyb_event *ev)
 static void watched_next(hyb_thread *t, hyb_event *ev)
 {
     struct epoll_event e;
+    apr_time_t now;
+    int n;
 
     wait_in_reserve();
-    __atomic_add_fetch(&P.watchers, 1, __ATOMIC_SEQ_CST);
-    if (epoll_wait(P.epfd, &e, 1, -1) > 0) {
-        t->serving_since = apr_time_now();
-        left_the_watch(t, t->serving_since);
-        dispatch(t, &e, ev);
-        return;
+    watching(1);
+    n = epoll_wait(P.epfd, &e, 1, -1);
+    now = apr_time_now();
+    if (n > 0) {
+        t->serving_since = now;
     }
-    left_the_watch(t, apr_time_now());
+    left_the_watch(t, now);
+    if (n > 0) {
+        dispatch(t, &e, ev);
+    }
 }
 
 /* ------------------------------------------------------------------ */

@@ -603,27 +603,19 @@ def explain(doc):
         for c in doc["children"]))
 
 
-def assert_never_concentrated(docs):
-    """Every document "spread", or "idle" while nothing had been served."""
-    for d in docs:
-        f = d["fairness"]
-        assert f["verdict"] == "spread" or (
-            f["verdict"] == "idle" and f["requests"] == 0), \
-            "%s\nall: %r" % (explain(d), verdicts(docs))
-
-
-def assert_never_concentrated_for(docs, seconds):
-    """As assert_never_concentrated, but a "concentrated" verdict that
-    lasts less than `seconds` is let be: the verdict is a chi-square test
-    at a chance of 0.001, and a child spawned a second ago has served a
-    handful of requests, so over some 30 documents one can cross the
-    limit by chance (it did with prefork: 32.4 against 31.4, for 0.75 s)."""
+def assert_never_concentrated(docs, chance_for=0.0):
+    """Every document "spread", or "idle" while nothing had been served.
+    chance_for: a "concentrated" verdict that lasts less than that many
+    seconds is let be.  The verdict is a chi-square test at a chance of
+    0.001, and a child spawned a second ago has served a handful of
+    requests, so over some 30 documents one can cross the limit by chance
+    (it did with prefork: 32.4 against 31.4, for 0.75 s)."""
     since = None
     for d in docs:
         f = d["fairness"]
-        if f["verdict"] == "concentrated":
+        if f["verdict"] == "concentrated" and chance_for > 0:
             since = d["time"] if since is None else since
-            assert d["time"] - since < seconds, \
+            assert d["time"] - since < chance_for, \
                 "concentrated for %.1f s\n%s\nall: %r" % (
                     d["time"] - since, explain(d), verdicts(docs))
             continue
@@ -751,10 +743,7 @@ def test_fairness_graceful_restart_keeps_spread(status, sleep_module, mpm):
     # "idle" only in the instant before the new generation's first
     # request; prefork's new children come a few at a time, and one just
     # spawned may be judged on a second's handful of requests
-    if mpm == "prefork":
-        assert_never_concentrated_for(docs, 1.0)
-    else:
-        assert_never_concentrated(docs)
+    assert_never_concentrated(docs, 1.0 if mpm == "prefork" else 0.0)
     assert verdicts(docs)[-1][0] == "spread", verdicts(docs)
 
 
