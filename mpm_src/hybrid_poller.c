@@ -108,6 +108,7 @@ typedef struct {
     apr_uint32_t watchers_max;
     volatile apr_uint32_t reserved;
     volatile apr_time_t service;      /* a thread's time out, averaged */
+    volatile apr_uint32_t service_samples;   /* up to 64 */
     pthread_mutex_t reserve_lock;
     pthread_cond_t reserve_cond;
 } poller;
@@ -452,10 +453,25 @@ static void let_one_out(void)
 /* An average over the last 64 or so (on a loaded machine a quick
  * request's wall time jumps from 0.1 to 4 ms as threads wait for a CPU;
  * over 8 the average crossed BACK_SOON now and then); threads race on
- * it, and a lost update only makes it a little less exact. */
+ * it, and a lost update only makes it a little less exact.
+ *
+ * A child starts slow, every idle thread watching, and forms its reserve
+ * once its requests prove quick; when they turn slow, every thread in the
+ * reserve comes out at once.  (Started quick, with threads let out one
+ * at a time, a burst of 5 ms requests found most threads of a child
+ * still in the reserve while its parked connections waited for the
+ * sentry: wrk -c200 p99 21 ms against 15.7 ms with no reserve.) */
 static void note_service(apr_interval_time_t took)
 {
-    P.service += (took - P.service) / 64;
+    int was_quick = quick_service();
+    apr_uint32_t n = P.service_samples < 64 ? ++P.service_samples : 64;
+
+    P.service += (took - P.service) / n;
+    if (was_quick && !quick_service()) {
+        pthread_mutex_lock(&P.reserve_lock);
+        pthread_cond_broadcast(&P.reserve_cond);
+        pthread_mutex_unlock(&P.reserve_lock);
+    }
 }
 
 /* Timed per response, not per stay: a thread that goes on with the next

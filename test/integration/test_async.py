@@ -636,3 +636,66 @@ def test_reserve_lets_threads_out_for_slow_requests(httpd, sleep_module):
         for t in slow:
             t.join(20)
     assert results == [b"HTTP/1.1 200"] * 6, results
+
+
+# futex and the epoll waits, by machine: what /proc/PID/task/TID/syscall
+# says a thread blocked in them is in
+FUTEX_AND_EPOLL = {"x86_64": (202, {232, 281, 441}),
+                   "aarch64": (98, {22, 441})}
+
+
+def threads_in_futex(pid):
+    """How many of pid's threads are blocked in futex (a condition
+    variable: the reserve) and how many in epoll_wait."""
+    futex, epoll = FUTEX_AND_EPOLL[os.uname().machine]
+    in_futex = in_epoll = 0
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/syscall" % (pid, tid)) as f:
+                nr = f.read().split()[0]
+        except (OSError, IndexError):
+            continue
+        if nr.isdigit():
+            in_futex += int(nr) == futex
+            in_epoll += int(nr) in epoll
+    return in_futex, in_epoll
+
+
+@pytest.mark.skipif(os.uname().machine not in FUTEX_AND_EPOLL,
+                    reason="syscall numbers known for x86_64, aarch64")
+def test_reserve_opens_when_requests_turn_slow(httpd, sleep_module):
+    """One child of 10 threads: quick requests first, so that its idle
+    threads beyond the two watchers wait in the reserve; then 3 clients
+    of 20 ms requests.  Once the child's requests have turned slow every
+    idle thread must wait on the epoll set again, as without the reserve
+    (before, they came out one at a time, when no watcher was left, and
+    a burst of slow requests found most of them still inside: wrk -c200
+    on 8 x 25 threads, p99 21 ms against 15.7 ms with no reserve).
+    Counted from /proc: the syscall each thread is blocked in."""
+    h = httpd(conf="\n".join([
+        "StartServers 1", "ServerLimit 1", "ThreadsPerChild 10",
+        "MaxRequestWorkers 10", "MinSpareThreads 1", "MaxSpareThreads 10",
+        "KeepAliveTimeout 30", "MaxKeepAliveRequests 0",
+        "AsyncConnections On", sleep_conf(sleep_module)]))
+    h.start()
+    (child,) = settle(h, count=1)
+    done, failed, non2xx, out = run_load(h.url("/small.txt"), 2000, 4)
+    assert (done, failed, non2xx) == (2000, 0, 0), out
+    quick = threads_in_futex(child)
+    assert quick[0] >= 5, "after quick requests only %d threads wait in " \
+        "the reserve (%d in epoll_wait): the test shows nothing" % quick
+    wrk = subprocess.Popen(
+        [require_tool("wrk"), "-t1", "-c3", "-d4s", h.url("/sleep?ms=20")],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        time.sleep(2.5)   # some 350 slow responses
+        samples = []
+        for _ in range(5):
+            samples.append(threads_in_futex(child))
+            time.sleep(0.05)
+    finally:
+        out = wrk.communicate(timeout=30)[0]
+    assert min(f for f, _ in samples) == 0 \
+        and max(e for _, e in samples) >= 5, \
+        "(in futex, in epoll_wait) while requests are slow: %s\n%s\n%s" % (
+            samples, out, h.log())
