@@ -187,31 +187,36 @@ static int drain_input(hyb_conn *conn)
     return !APR_STATUS_IS_EAGAIN(rv);
 }
 
-/* Does the socket turn readable within `grace` ms?  Only a quick look
- * when no other thread of the child waits on the epoll set: this one must
+/* How long a thread may wait on its own client, `grace` ms at most: not
+ * at all when no other thread of the child waits on the epoll set: it must
  * not sit on a quiet connection while parked ones that turned readable
  * wait for a thread.  (Counting idle threads is not enough: one waiting
  * for the accept mutex is idle, but serves nothing meanwhile, and with
  * it counted, busy threads kept their own clients and starved the parked
- * ones for up to a second.)  And only a quick look where the child keeps
- * a reserve: see KEEPALIVE_GRACE_MS. */
-static int ready_soon(hyb_conn *conn, int grace)
+ * ones for up to a second.)  Nor where the child keeps a reserve: see
+ * KEEPALIVE_GRACE_MS. */
+static int grace_ms(int grace)
+{
+    return hyb_poller_watched() && !hyb_poller_reserved() ? grace : 0;
+}
+
+/* Does the socket turn readable within ms (0: is it now)? */
+static int ready_within(hyb_conn *conn, int ms)
 {
     struct pollfd pfd = { conn->fd, POLLIN, 0 };
 
-    if (!hyb_poller_watched() || hyb_poller_reserved()) {
-        grace = 0;
-    }
-    return poll(&pfd, 1, grace) > 0;
+    return poll(&pfd, 1, ms) > 0;
 }
 
 static void wait_for_client_close(hyb_thread *t, hyb_conn *conn)
 {
     apr_time_t now = apr_time_now();
     apr_interval_time_t wait = LINGER_AFTER_READ;
+    int grace = grace_ms(LINGER_GRACE_MS);
 
+    /* (without a grace, a look right after the read tells nothing new) */
     if (drain_input(conn) || now >= conn->linger_until
-        || (ready_soon(conn, LINGER_GRACE_MS) && drain_input(conn))) {
+        || (grace && ready_within(conn, grace) && drain_input(conn))) {
         hyb_poller_close(t, conn);
         return;
     }
@@ -353,7 +358,7 @@ static void run(hyb_thread *t, hyb_conn *conn)
             if (kind == HYB_PARK_KEEPALIVE) {
                 ap_update_child_status(conn->sbh, SERVER_BUSY_KEEPALIVE,
                                        NULL);
-                if (ready_soon(conn, KEEPALIVE_GRACE_MS)) {
+                if (ready_within(conn, grace_ms(KEEPALIVE_GRACE_MS))) {
                     hyb_poller_resumed(t);
                     conn->pub.state = CONN_STATE_PROCESSING;
                     continue;
