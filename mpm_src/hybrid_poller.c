@@ -68,6 +68,7 @@
 #define SHORTAGES_SICK       600
 #define WATCHERS_MAX         2    /* idle threads on the epoll set */
 #define BACK_SOON            apr_time_from_msec(2)
+#define SERVICE_JUDGED_AFTER 8    /* responses timed before a verdict */
 #define SENTRY_MS            5    /* the main thread's look, busy */
 #define SENTRY_IDLE_MS       100  /* and idle */
 
@@ -413,17 +414,25 @@ void hyb_poller_open_reserve(void)
 /* Are this child's threads usually back within BACK_SOON?  Only then is
  * the reserve worth it: with slower requests a wake-up per request is
  * small beside the request, and every idle thread watches, as without
- * the reserve. */
-static int quick_service(void)
+ * the reserve.  Until SERVICE_JUDGED_AFTER responses have been timed the
+ * child looks quick, keeping its reserve (see note_service), but is not
+ * proven so: a thread that has just taken an event is not yet trusted
+ * to be back soon (one_back_soon). */
+static int looks_quick(void)
 {
-    return P.service < BACK_SOON;
+    return P.service_samples < SERVICE_JUDGED_AFTER || P.service < BACK_SOON;
+}
+
+static int proven_quick(void)
+{
+    return P.service_samples >= SERVICE_JUDGED_AFTER && P.service < BACK_SOON;
 }
 
 static int reserve_full(void)
 {
     apr_uint32_t max = __atomic_load_n(&P.watchers_max, __ATOMIC_SEQ_CST);
 
-    return max && quick_service()
+    return max && looks_quick()
            && __atomic_load_n(&P.watchers, __ATOMIC_SEQ_CST) >= max;
 }
 
@@ -450,24 +459,32 @@ static void let_one_out(void)
     pthread_mutex_unlock(&P.reserve_lock);
 }
 
-/* An average over the last 64 or so (on a loaded machine a quick
- * request's wall time jumps from 0.1 to 4 ms as threads wait for a CPU;
- * over 8 the average crossed BACK_SOON now and then); threads race on
- * it, and a lost update only makes it a little less exact.
+/* The mean of the responses timed so far, then an average over the last
+ * 64 or so (on a loaded machine a quick request's wall time jumps from
+ * 0.1 to 4 ms as threads wait for a CPU; over 8 the average crossed
+ * BACK_SOON now and then); threads race on it, and a lost update only
+ * makes it a little less exact.
  *
- * A child starts slow, every idle thread watching, and forms its reserve
- * once its requests prove quick; when they turn slow, every thread in the
- * reserve comes out at once.  (Started quick, with threads let out one
- * at a time, a burst of 5 ms requests found most threads of a child
- * still in the reserve while its parked connections waited for the
- * sentry: wrk -c200 p99 21 ms against 15.7 ms with no reserve.) */
+ * A child counts as quick, keeping its reserve, until SERVICE_JUDGED_AFTER
+ * responses say otherwise: the reserve spreads a burst of new connections
+ * over the children (each takes two at a time), and one slow first
+ * response, as a child's first often is, must not undo that (with the
+ * verdict after one response, 8 keep-alive clients went to one of two
+ * children now and then: 0.9-1.1 context switches per request against
+ * 0.65-0.84).  Meanwhile the last watcher to leave always lets one out.
+ * When requests turn slow, every thread in the reserve comes out at
+ * once.  (Trusted to be quick from the start, and let out one at a time
+ * when no watcher was left, the threads of a child were still mostly in
+ * the reserve through a burst of 5 ms requests, the backlog drained by
+ * two watchers and the sentry: wrk -c200 on 8 x 25 threads, p99 21 ms
+ * against 15.7 ms with no reserve.) */
 static void note_service(apr_interval_time_t took)
 {
-    int was_quick = quick_service();
+    int was_quick = looks_quick();
     apr_uint32_t n = P.service_samples < 64 ? ++P.service_samples : 64;
 
     P.service += (took - P.service) / n;
-    if (was_quick && !quick_service()) {
+    if (was_quick && !looks_quick()) {
         pthread_mutex_lock(&P.reserve_lock);
         pthread_cond_broadcast(&P.reserve_cond);
         pthread_mutex_unlock(&P.reserve_lock);
@@ -499,7 +516,7 @@ static int one_back_soon(const hyb_thread *self, apr_time_t now,
 {
     const hyb_thread *th = P.ch->threads;
     int i, soon = 0;
-    int quick = quick_service();
+    int quick = proven_quick();
 
     *serving = 0;
     for (i = 0; i < hyb_conf.lim.threads_per_child; i++) {
@@ -539,7 +556,7 @@ int hyb_poller_sentry(void)
         let_one_out();
     }
     /* with slow requests, a leaving watcher lets one out itself */
-    return serving && quick_service() ? SENTRY_MS : SENTRY_IDLE_MS;
+    return serving && looks_quick() ? SENTRY_MS : SENTRY_IDLE_MS;
 }
 
 /* Every thread leaves (level-triggered: each epoll_wait returns it). */
@@ -877,7 +894,7 @@ int hyb_poller_watched(void)
 int hyb_poller_reserved(void)
 {
     return __atomic_load_n(&P.watchers_max, __ATOMIC_RELAXED) != 0
-           && quick_service();
+           && looks_quick();
 }
 
 /* Wakes one thread waiting in the epoll set (an EPOLLONESHOT eventfd:
