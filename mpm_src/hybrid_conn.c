@@ -67,12 +67,15 @@ extern module AP_MODULE_DECLARE_DATA mpm_hybrid_module;
  * milliseconds: with 2 ms, keep-alive under wrk -c50 ran at 0.93x of
  * parking off; with 5 ms at 1.06x (10 ms: 1.05x).
  *
- * Neither grace where the child keeps a reserve (hybrid_poller.c): there
- * a thread waiting on its own client leaves the other clients' requests
- * to threads that must be woken for them, one wake-up and context switch
- * per request; parked at once, the next request is taken by whichever
- * thread comes back first, often without sleeping (wrk -c50 on 2 x 25
- * threads: 1.3 context switches per request down to 0.6). */
+ * The grace holds where the child keeps a reserve (hybrid_poller.c) too.
+ * Parked at once there, the next request was taken by whichever thread
+ * came back first, often without sleeping: 8 keep-alive clients on
+ * 2 x 25 threads, 0.7 context switches per request against 1.3, at the
+ * same rate, but p99 5.5 ms against 1.8 (wrk -c50 on 8 x 25: 60 against
+ * 26 ms).  A thread that runs on from one client to the next without
+ * sleeping uses up its share of the CPU and waits behind every other
+ * thread, with the requests it would have taken; a thread woken for its
+ * own client's request runs soon. */
 #define KEEPALIVE_GRACE_MS 5
 #define LINGER_GRACE_MS    20
 
@@ -193,11 +196,10 @@ static int drain_input(hyb_conn *conn)
  * wait for a thread.  (Counting idle threads is not enough: one waiting
  * for the accept mutex is idle, but serves nothing meanwhile, and with
  * it counted, busy threads kept their own clients and starved the parked
- * ones for up to a second.)  Nor where the child keeps a reserve: see
- * KEEPALIVE_GRACE_MS. */
+ * ones for up to a second.) */
 static int grace_ms(int grace)
 {
-    return hyb_poller_watched() && !hyb_poller_reserved() ? grace : 0;
+    return hyb_poller_watched() ? grace : 0;
 }
 
 /* Does the socket turn readable within ms (0: is it now)? */
@@ -212,9 +214,13 @@ static void wait_for_client_close(hyb_thread *t, hyb_conn *conn)
 {
     apr_time_t now = apr_time_now();
     apr_interval_time_t wait = LINGER_AFTER_READ;
-    int grace = grace_ms(LINGER_GRACE_MS);
+    /* Where the child keeps a reserve, parked at once: the client has its
+     * response, and a thread held for its FIN left the next connections
+     * to threads let out of the reserve (0.16 futex calls per request
+     * against 0.02-0.10).  Without a grace, a look right after the read
+     * tells nothing new. */
+    int grace = hyb_poller_reserved() ? 0 : grace_ms(LINGER_GRACE_MS);
 
-    /* (without a grace, a look right after the read tells nothing new) */
     if (drain_input(conn) || now >= conn->linger_until
         || (grace && ready_within(conn, grace) && drain_input(conn))) {
         hyb_poller_close(t, conn);

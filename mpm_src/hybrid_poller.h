@@ -68,9 +68,9 @@ void hyb_poller_count_accepted(void);
 int hyb_poller_watched(void);
 
 /* Do idle threads beyond a few wait in the reserve (a threaded child on
- * ungated listeners, not stopping)?  Then a thread that finished a
- * response should park its connection at once and take whichever one is
- * ready first, rather than wait on its own. */
+ * ungated listeners, not stopping, with quick requests)?  Then a thread
+ * in a lingering close parks the connection at once rather than wait for
+ * the client's FIN. */
 int hyb_poller_reserved(void);
 
 /* A stopping child: every idle thread watches the epoll set from now on
