@@ -355,12 +355,27 @@ static void publish_counts(void)
     ps->not_accepting = !P.listening && !(P.flags & HYB_LISTEN_GATED);
 }
 
-/* One more connection.  At the limit the child takes no more, so that
- * the other children do. */
-void hyb_poller_count_accepted(void)
+/* A place for one more connection, taken before the accept: threads
+ * woken together for the listener must not both take the last one
+ * (AsyncConnectionLimit is a ceiling; counted after the accept, a child
+ * once held 51 of 50).  Returns how many the child holds with it, 0 when
+ * none is left (the thread that took the last one turns the listeners
+ * off). */
+static apr_uint32_t take_a_place(void)
 {
     apr_uint32_t held = __atomic_add_fetch(&P.held, 1, __ATOMIC_RELAXED);
 
+    if (hyb_conf.async && held > (apr_uint32_t)limit()) {
+        __atomic_sub_fetch(&P.held, 1, __ATOMIC_RELAXED);
+        return 0;
+    }
+    return held;
+}
+
+/* One more connection, already counted in `held`.  At the limit the
+ * child takes no more, so that the other children do. */
+static void counted(apr_uint32_t held)
+{
     P.shortages = 0;
     if (!hyb_conf.async || held < (apr_uint32_t)limit() || !P.listening) {
         return;
@@ -377,6 +392,11 @@ void hyb_poller_count_accepted(void)
         }
     }
     pthread_mutex_unlock(&P.lock);
+}
+
+void hyb_poller_count_accepted(void)
+{
+    counted(__atomic_add_fetch(&P.held, 1, __ATOMIC_RELAXED));
 }
 
 static int stop_done(void)
@@ -802,16 +822,20 @@ static void accept_new(hyb_thread *t, int i, hyb_event *ev)
 {
     apr_pool_t *pool = hyb_pool_take(t);
     hyb_accept_rc rc = HYB_ACCEPT_RETRY;
+    apr_uint32_t held = take_a_place();
 
-    if (i >= 0 && i < P.nlisten && P.lfds[i] >= 0) {
+    if (held && i >= 0 && i < P.nlisten && P.lfds[i] >= 0) {
         rc = hyb_accept_on(t->child, P.lrs[i], &ev->csd, pool, 1);
     }
     if (rc != HYB_ACCEPT_OK) {
+        if (held) {
+            __atomic_sub_fetch(&P.held, 1, __ATOMIC_RELAXED);
+        }
         t->ptrans = pool;     /* kept for the next one */
         ev->kind = rc == HYB_ACCEPT_SHORTAGE ? shortage() : HYB_EV_NONE;
         return;
     }
-    hyb_poller_count_accepted();
+    counted(held);
     ev->kind = HYB_EV_NEW;
     ev->pool = pool;
     rearm_exclusive();
