@@ -69,6 +69,7 @@
 #define WATCHERS_MAX         2    /* idle threads on the epoll set */
 #define BACK_SOON            apr_time_from_msec(2)
 #define SERVICE_JUDGED_AFTER 8    /* responses timed before a verdict */
+#define SERVICE_WINDOW       64   /* responses the average is over */
 #define SENTRY_MS            5    /* the main thread's look, busy */
 #define SENTRY_IDLE_MS       100  /* and idle */
 
@@ -109,7 +110,7 @@ typedef struct {
     apr_uint32_t watchers_max;
     volatile apr_uint32_t reserved;
     volatile apr_time_t service;      /* a thread's time out, averaged */
-    volatile apr_uint32_t service_samples;   /* up to 64 */
+    volatile apr_uint32_t service_samples;   /* up to SERVICE_WINDOW */
     pthread_mutex_t reserve_lock;
     pthread_cond_t reserve_cond;
 } poller;
@@ -361,12 +362,17 @@ static void publish_counts(void)
  * once held 51 of 50).  Returns how many the child holds with it, 0 when
  * none is left (the thread that took the last one turns the listeners
  * off). */
+static void give_back_place(void)
+{
+    __atomic_sub_fetch(&P.held, 1, __ATOMIC_RELAXED);
+}
+
 static apr_uint32_t take_a_place(void)
 {
     apr_uint32_t held = __atomic_add_fetch(&P.held, 1, __ATOMIC_RELAXED);
 
     if (hyb_conf.async && held > (apr_uint32_t)limit()) {
-        __atomic_sub_fetch(&P.held, 1, __ATOMIC_RELAXED);
+        give_back_place();
         return 0;
     }
     return held;
@@ -423,12 +429,20 @@ static int stop_done(void)
  * stopping child's main thread opens the reserve for good: every thread
  * then watches. */
 
-void hyb_poller_open_reserve(void)
+/* Every thread in the reserve looks again whether it may watch (after
+ * whatever reserve_full reads has changed: a waiter either sees the
+ * change or is already waiting when the broadcast comes). */
+static void let_all_out(void)
 {
     pthread_mutex_lock(&P.reserve_lock);
-    P.watchers_max = 0;
     pthread_cond_broadcast(&P.reserve_cond);
     pthread_mutex_unlock(&P.reserve_lock);
+}
+
+void hyb_poller_open_reserve(void)
+{
+    __atomic_store_n(&P.watchers_max, 0, __ATOMIC_SEQ_CST);
+    let_all_out();
 }
 
 /* Are this child's threads usually back within BACK_SOON?  Only then is
@@ -480,7 +494,7 @@ static void let_one_out(void)
 }
 
 /* The mean of the responses timed so far, then an average over the last
- * 64 or so (on a loaded machine a quick request's wall time jumps from
+ * SERVICE_WINDOW or so (on a loaded machine a quick request's wall time jumps from
  * 0.1 to 4 ms as threads wait for a CPU; over 8 the average crossed
  * BACK_SOON now and then); threads race on it, and a lost update only
  * makes it a little less exact.
@@ -501,13 +515,12 @@ static void let_one_out(void)
 static void note_service(apr_interval_time_t took)
 {
     int was_quick = looks_quick();
-    apr_uint32_t n = P.service_samples < 64 ? ++P.service_samples : 64;
+    apr_uint32_t n = P.service_samples < SERVICE_WINDOW
+                     ? ++P.service_samples : SERVICE_WINDOW;
 
     P.service += (took - P.service) / n;
     if (was_quick && !looks_quick()) {
-        pthread_mutex_lock(&P.reserve_lock);
-        pthread_cond_broadcast(&P.reserve_cond);
-        pthread_mutex_unlock(&P.reserve_lock);
+        let_all_out();
     }
 }
 
@@ -829,7 +842,7 @@ static void accept_new(hyb_thread *t, int i, hyb_event *ev)
     }
     if (rc != HYB_ACCEPT_OK) {
         if (held) {
-            __atomic_sub_fetch(&P.held, 1, __ATOMIC_RELAXED);
+            give_back_place();   /* the accept found nothing */
         }
         t->ptrans = pool;     /* kept for the next one */
         ev->kind = rc == HYB_ACCEPT_SHORTAGE ? shortage() : HYB_EV_NONE;
