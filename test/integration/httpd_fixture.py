@@ -157,11 +157,14 @@ def descendants(pid):
     return out
 
 
-def wchan(pid):
-    """Where in the kernel the process sleeps (/proc/PID/wchan: ep_poll,
-    inet_csk_accept, ...), "" once it is gone."""
+def wchan(pid, tid=None):
+    """Where in the kernel the process (or its thread tid) sleeps
+    (/proc/PID/wchan: ep_poll, inet_csk_accept, futex_do_wait, ...), ""
+    once it is gone."""
+    path = "/proc/%d/wchan" % pid if tid is None \
+        else "/proc/%d/task/%s/wchan" % (pid, tid)
     try:
-        with open("/proc/%d/wchan" % pid) as f:
+        with open(path) as f:
             return f.read().strip()
     except OSError:
         return ""

@@ -16,7 +16,7 @@ import time
 import pytest
 
 from httpd_fixture import (cpu_ticks, read_to_eof, require_tool, run_load,
-                           settle, sleep_conf)
+                           settle, sleep_conf, wchan)
 
 # 2 children x 4 threads: far fewer threads than idle connections
 SMALL = ["StartServers 2", "ServerLimit 8", "ThreadsPerChild 4",
@@ -642,31 +642,14 @@ def test_reserve_lets_threads_out_for_slow_requests(httpd, sleep_module):
     assert results == [b"HTTP/1.1 200"] * 6, results
 
 
-# futex and the epoll waits, by machine: what /proc/PID/task/TID/syscall
-# says a thread blocked in them is in
-FUTEX_AND_EPOLL = {"x86_64": (202, {232, 281, 441}),
-                   "aarch64": (98, {22, 441})}
-
-
 def threads_in_futex(pid):
-    """How many of pid's threads are blocked in futex (a condition
-    variable: the reserve) and how many in epoll_wait."""
-    futex, epoll = FUTEX_AND_EPOLL[os.uname().machine]
-    in_futex = in_epoll = 0
-    for tid in os.listdir("/proc/%d/task" % pid):
-        try:
-            with open("/proc/%d/task/%s/syscall" % (pid, tid)) as f:
-                nr = f.read().split()[0]
-        except (OSError, IndexError):
-            continue
-        if nr.isdigit():
-            in_futex += int(nr) == futex
-            in_epoll += int(nr) in epoll
-    return in_futex, in_epoll
+    """How many of pid's threads sleep in futex (a condition variable: the
+    reserve) and how many in epoll_wait, by the kernel's wait channel."""
+    where = [wchan(pid, tid) for tid in os.listdir("/proc/%d/task" % pid)]
+    return (sum("futex" in w for w in where),
+            sum("epoll" in w for w in where))
 
 
-@pytest.mark.skipif(os.uname().machine not in FUTEX_AND_EPOLL,
-                    reason="syscall numbers known for x86_64, aarch64")
 def test_reserve_opens_when_requests_turn_slow(httpd, sleep_module):
     """One child of 10 threads: quick requests first, so that its idle
     threads beyond the two watchers wait in the reserve; then 3 clients
@@ -675,7 +658,7 @@ def test_reserve_opens_when_requests_turn_slow(httpd, sleep_module):
     (before, they came out one at a time, when no watcher was left, and
     a burst of slow requests found most of them still inside: wrk -c200
     on 8 x 25 threads, p99 21 ms against 15.7 ms with no reserve).
-    Counted from /proc: the syscall each thread is blocked in."""
+    Counted from /proc: where each thread sleeps."""
     h = httpd(conf="\n".join([
         "StartServers 1", "ServerLimit 1", "ThreadsPerChild 10",
         "MaxRequestWorkers 10", "MinSpareThreads 1", "MaxSpareThreads 10",
