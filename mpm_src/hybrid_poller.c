@@ -55,6 +55,7 @@
 #include "hybrid_conn.h"
 #include "hybrid_counters.h"
 #include "hybrid_deadlines.h"
+#include "hybrid_door.h"
 #include "hybrid_drain.h"
 #include "hybrid_poller.h"
 #include "hybrid_pools.h"
@@ -111,14 +112,11 @@ typedef struct {
     volatile apr_uint32_t reserved;
     volatile apr_time_t service;      /* a thread's time out, averaged */
     volatile apr_uint32_t service_samples;   /* up to SERVICE_WINDOW */
-    pthread_mutex_t reserve_lock;
-    pthread_cond_t reserve_cond;
+    hyb_door reserve;         /* where the reserved threads sleep */
 } poller;
 
 static poller P = { .epfd = -1, .done_fd = -1, .token_fd = -1,
-                    .timer_fd = -1,
-                    .reserve_lock = PTHREAD_MUTEX_INITIALIZER,
-                    .reserve_cond = PTHREAD_COND_INITIALIZER };
+                    .timer_fd = -1, .reserve = HYB_DOOR_INIT };
 
 /* The connection a deadline belongs to (hyb_conn embeds its hyb_park). */
 static hyb_conn *conn_of(hyb_park *park)
@@ -431,12 +429,10 @@ static int stop_done(void)
 
 /* Every thread in the reserve looks again whether it may watch (after
  * whatever reserve_full reads has changed: a waiter either sees the
- * change or is already waiting when the broadcast comes). */
+ * change or is already asleep when the door opens). */
 static void let_all_out(void)
 {
-    pthread_mutex_lock(&P.reserve_lock);
-    pthread_cond_broadcast(&P.reserve_cond);
-    pthread_mutex_unlock(&P.reserve_lock);
+    hyb_door_open(&P.reserve, HYB_DOOR_EVERYONE);
 }
 
 void hyb_poller_open_reserve(void)
@@ -462,7 +458,7 @@ static int proven_quick(void)
     return P.service_samples >= SERVICE_JUDGED_AFTER && P.service < BACK_SOON;
 }
 
-static int reserve_full(void)
+static int reserve_full(void *unused)
 {
     apr_uint32_t max = __atomic_load_n(&P.watchers_max, __ATOMIC_SEQ_CST);
 
@@ -472,25 +468,17 @@ static int reserve_full(void)
 
 /* reserved goes up before watchers is read, and a leaving watcher lowers
  * watchers before it reads reserved: so either this thread sees the
- * room, or the watcher sees this thread and signals under the lock. */
+ * room, or the watcher sees this thread and opens the door. */
 static void wait_in_reserve(void)
 {
     __atomic_add_fetch(&P.reserved, 1, __ATOMIC_SEQ_CST);
-    if (reserve_full()) {
-        pthread_mutex_lock(&P.reserve_lock);
-        while (reserve_full()) {
-            pthread_cond_wait(&P.reserve_cond, &P.reserve_lock);
-        }
-        pthread_mutex_unlock(&P.reserve_lock);
-    }
+    hyb_door_wait(&P.reserve, reserve_full, NULL);
     __atomic_sub_fetch(&P.reserved, 1, __ATOMIC_SEQ_CST);
 }
 
 static void let_one_out(void)
 {
-    pthread_mutex_lock(&P.reserve_lock);
-    pthread_cond_signal(&P.reserve_cond);
-    pthread_mutex_unlock(&P.reserve_lock);
+    hyb_door_open(&P.reserve, 1);
 }
 
 /* The mean of the responses timed so far, then an average over the last
