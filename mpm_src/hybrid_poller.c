@@ -354,17 +354,18 @@ static void publish_counts(void)
     ps->not_accepting = !P.listening && !(P.flags & HYB_LISTEN_GATED);
 }
 
+/* A place taken for an accept that found nothing, or beyond the limit. */
+static void give_back_place(void)
+{
+    __atomic_sub_fetch(&P.held, 1, __ATOMIC_RELAXED);
+}
+
 /* A place for one more connection, taken before the accept: threads
  * woken together for the listener must not both take the last one
  * (AsyncConnectionLimit is a ceiling; counted after the accept, a child
  * once held 51 of 50).  Returns how many the child holds with it, 0 when
  * none is left (the thread that took the last one turns the listeners
  * off). */
-static void give_back_place(void)
-{
-    __atomic_sub_fetch(&P.held, 1, __ATOMIC_RELAXED);
-}
-
 static apr_uint32_t take_a_place(void)
 {
     apr_uint32_t held = __atomic_add_fetch(&P.held, 1, __ATOMIC_RELAXED);
@@ -482,10 +483,10 @@ static void let_one_out(void)
 }
 
 /* The mean of the responses timed so far, then an average over the last
- * SERVICE_WINDOW or so (on a loaded machine a quick request's wall time jumps from
- * 0.1 to 4 ms as threads wait for a CPU; over 8 the average crossed
- * BACK_SOON now and then); threads race on it, and a lost update only
- * makes it a little less exact.
+ * SERVICE_WINDOW or so (on a loaded machine a quick request's wall time
+ * jumps from 0.1 to 4 ms as threads wait for a CPU; over 8 the average
+ * crossed BACK_SOON now and then); threads race on it, and a lost update
+ * only makes it a little less exact.
  *
  * A child counts as quick, keeping its reserve, until SERVICE_JUDGED_AFTER
  * responses say otherwise: the reserve spreads a burst of new connections

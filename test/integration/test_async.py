@@ -643,8 +643,8 @@ def test_reserve_lets_threads_out_for_slow_requests(httpd, sleep_module):
 
 
 def threads_in_futex(pid):
-    """How many of pid's threads sleep in futex (a condition variable: the
-    reserve) and how many in epoll_wait, by the kernel's wait channel."""
+    """How many of pid's threads sleep in futex (the reserve's door) and
+    how many in epoll_wait, by the kernel's wait channel."""
     where = [wchan(pid, tid) for tid in os.listdir("/proc/%d/task" % pid)]
     return (sum("futex" in w for w in where),
             sum("epoll" in w for w in where))

@@ -5,7 +5,6 @@
  * one hangs, and the watchdog here fails the test). */
 #include <pthread.h>
 #include <stdio.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "hybrid_door.h"
@@ -45,13 +44,14 @@ static void *sleeper(void *unused)
     return NULL;
 }
 
-/* Waits up to `ms` for *v to reach `want`; whether it did. */
-static int reaches(volatile int *v, int want, int ms)
+static int left_now(void)
 {
-    while (__atomic_load_n(v, __ATOMIC_SEQ_CST) != want && ms-- > 0) {
-        usleep(1000);
-    }
-    return __atomic_load_n(v, __ATOMIC_SEQ_CST) == want;
+    return __atomic_load_n(&left, __ATOMIC_SEQ_CST);
+}
+
+static int tickets_now(void)
+{
+    return __atomic_load_n(&tickets, __ATOMIC_SEQ_CST);
 }
 
 static int asleep(void)
@@ -59,31 +59,37 @@ static int asleep(void)
     return (int)__atomic_load_n(&door.sleepers, __ATOMIC_SEQ_CST);
 }
 
+/* Waits up to `ms` for now() to read `want`; whether it did. */
+static int reaches(int (*now)(void), int want, int ms)
+{
+    while (now() != want && ms-- > 0) {
+        usleep(1000);
+    }
+    return now() == want;
+}
+
 static void test_one_then_everyone(void)
 {
     pthread_t th[SLEEPERS];
-    int i, ms = 5000;
+    int i;
 
     for (i = 0; i < SLEEPERS; i++) {
         pthread_create(&th[i], NULL, sleeper, NULL);
     }
-    while (asleep() < SLEEPERS && ms-- > 0) {
-        usleep(1000);
-    }
-    CHECK(asleep() == SLEEPERS);
+    CHECK(reaches(asleep, SLEEPERS, 5000));
     usleep(50000);
     CHECK(left == 0);                     /* shut: nobody leaves */
 
     __atomic_store_n(&tickets, 1, __ATOMIC_SEQ_CST);
     hyb_door_open(&door, 1);
-    CHECK(reaches(&left, 1, 5000));
+    CHECK(reaches(left_now, 1, 5000));
     usleep(100000);
     CHECK(left == 1);                     /* one ticket, one out */
-    CHECK(reaches(&tickets, 0, 1000));
+    CHECK(reaches(tickets_now, 0, 1000));
 
     __atomic_store_n(&tickets, SLEEPERS - 1, __ATOMIC_SEQ_CST);
     hyb_door_open(&door, HYB_DOOR_EVERYONE);
-    CHECK(reaches(&left, SLEEPERS, 5000));
+    CHECK(reaches(left_now, SLEEPERS, 5000));
     if (left != SLEEPERS) {
         fprintf(stderr, "test_door: sleepers still asleep, not joining\n");
         return;
