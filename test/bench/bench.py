@@ -26,7 +26,9 @@ import report as R   # noqa: E402
 import servers as S  # noqa: E402
 
 # Main workloads, in the order they run against a started server.
-MAIN = ("keepalive", "close", "10k", "blocking")
+MAIN = ("keepalive", "keepalive-nommap", "close", "10k", "blocking")
+# Served by Apache only: nginx has no /sleep, nor the EnableMMAP Off path.
+APACHE_ONLY = ("keepalive-nommap", "blocking")
 ALL_WORKLOADS = MAIN + ("burst", "sizing", "count")
 
 
@@ -50,8 +52,8 @@ class Config:
         self.budget = env("BENCH_BUDGET", 200, int)
         self.tpc = env("BENCH_TPC", 25, int)
         self.sleep_ms = env("BENCH_SLEEP_MS", 5, int)
-        self.conns = {"keepalive": 50, "close": 50, "10k": 50,
-                      "blocking": 200}
+        self.conns = {"keepalive": 50, "keepalive-nommap": 50, "close": 50,
+                      "10k": 50, "blocking": 200}
         self.burst_conns = env("BENCH_BURST_CONNS", 400, int)
         self.burst_window = env("BENCH_BURST_WINDOW", 2 if q else 5, int)
         self.burst_idle = 0.3 if q else 1.0
@@ -219,6 +221,8 @@ def start(c, cfg, docroot, source, **sizing):
 def url_for(srv, w, cfg):
     if w == "10k":
         return srv.url(S.FILE_10K)
+    if w == "keepalive-nommap":
+        return srv.url(S.NOMMAP + S.SMALL)
     if w == "blocking" or w == "burst":
         return srv.url(S.SLEEP % cfg.sleep_ms)
     return srv.url(S.SMALL)
@@ -231,7 +235,7 @@ def in_order(items, rnd):
 
 def main_workloads(c, cfg):
     return [w for w in MAIN if w in cfg.workloads
-            and not (c.kind == "nginx" and w == "blocking")]
+            and not (c.kind == "nginx" and w in APACHE_ONLY)]
 
 
 def run_main(c, works, rnd, cfg, docroot, source, prog, results):

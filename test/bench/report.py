@@ -15,6 +15,8 @@ import count as K
 GNUPLOT = "/usr/bin/gnuplot"
 WORKLOAD_TITLES = {
     "keepalive": "1. keep-alive, small static file",
+    "keepalive-nommap": "1b. keep-alive, small static file, EnableMMAP Off "
+                        "(Apache only)",
     "close": "2. connection per request (Connection: close), small static",
     "10k": "3. 10 KB static file (sendfile)",
     "blocking": "4. blocking handler",

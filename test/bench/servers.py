@@ -34,6 +34,11 @@ MODDIR = fx.BUILD
 SMALL = "/small.txt"         # 14 bytes
 FILE_10K = "/10k.bin"        # 10240 bytes
 SLEEP = "/sleep?ms=%d"
+# The docroot again, with EnableMMAP Off: the core then reads the file
+# instead of mapping and unmapping it per request, which in a threaded
+# process takes the shared mmap lock and shoots down the other CPUs'
+# TLBs; keep-alive there shows what the MPMs themselves cost.
+NOMMAP = "/nommap"
 
 STOCK = ("prefork", "worker", "event")
 STRATEGIES = ("mutex", "preemptive", "reuseport", "exclusive")
@@ -194,6 +199,8 @@ class BenchHttpd(fx.Httpd):
             "  Require ip 127.0.0.1\n</Location>",
             cs,
             "<Location /sleep>\n  SetHandler bench-sleep\n</Location>",
+            "Alias %s %s" % (NOMMAP, self.docroot),
+            "<Location %s>\n  EnableMMAP Off\n</Location>" % NOMMAP,
             self._bench_mpm_conf,
             "",
         ])
