@@ -399,6 +399,7 @@ static void counted(apr_uint32_t held)
     pthread_mutex_unlock(&P.lock);
 }
 
+/* After the accept, past the limit if need be (see hybrid_poller.h). */
 void hyb_poller_count_accepted(void)
 {
     counted(__atomic_add_fetch(&P.held, 1, __ATOMIC_RELAXED));

@@ -60,7 +60,11 @@ apr_status_t hyb_poller_park(hyb_conn *conn, hyb_park_kind kind,
 void hyb_poller_close(hyb_thread *t, hyb_conn *conn);
 void hyb_poller_conn_gone(hyb_child *ch);
 
-/* Drain: count a connection taken outside the wait. */
+/* Count a connection taken outside the wait: while draining a closing
+ * listener, or by the blocking accept of a ThreadsPerChild 1 child.  It
+ * is counted after the accept, and so may take the child past
+ * AsyncConnectionLimit: a drained connection must be served, not reset,
+ * and a blocking child (AsyncConnections off) holds one at most. */
 void hyb_poller_count_accepted(void);
 
 /* Is another thread of this child waiting on the epoll set now (so that
