@@ -33,8 +33,9 @@ struct hyb_thread {
     apr_allocator_t *allocator; /* of the pools this thread makes */
     volatile int active_fd;   /* connection being served, or -1 */
     int counted_in_room;      /* waiting, counted in the steering room */
-    volatile apr_time_t serving_since; /* its response began then, or 0 */
-    volatile apr_time_t out_since;     /* left the watch then, or 0 */
+    apr_time_t serving_since; /* its response began then, or 0 (own) */
+    volatile apr_time_t out_since; /* left the watch then, or 0 (read by
+                                      the child's other threads) */
     int served;               /* a response timed since (hybrid_poller.c) */
 };
 

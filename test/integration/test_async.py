@@ -740,14 +740,15 @@ def quick_child(httpd):
         "KeepAliveTimeout 30", "MaxKeepAliveRequests 0",
         "AsyncConnections On"]))
     h.start()
-    (child,) = settle(h, count=1)
+    settle(h, count=1)
     done, failed, non2xx, out = run_load(h.url("/small.txt"), 1000, 2,
                                          keepalive=True)
     assert (done, failed, non2xx) == (1000, 0, 0), out
     return h
 
 
-def streams_took_both_watchers(h, streams):
+def wait_until_streaming(h, streams):
+    """Both streams answered a while: their threads are out of the watch."""
     h.wait_for(lambda: all(s.answered > 100 for s in streams),
                timeout=5, interval=0.05, what="both streams answered")
     time.sleep(0.2)
@@ -776,7 +777,7 @@ def test_streaming_clients_do_not_leave_the_watch_empty(httpd, client):
     time.sleep(0.1)       # past the keep-alive grace: parked
     streams = [Stream(h), Stream(h)]
     try:
-        streams_took_both_watchers(h, streams)
+        wait_until_streaming(h, streams)
         if client == "parked":
             took = timed_request(parked[0])
         else:

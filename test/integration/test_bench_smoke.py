@@ -40,8 +40,8 @@ def test_bench_harness_produces_report(tmp_path, sleep_module):
     env = dict(os.environ,
                BENCH_QUICK="1", BENCH_OUT=str(out),
                BENCH_CONTENDERS="event,hybrid-mutex-t10",
-               BENCH_WORKLOADS="keepalive,keepalive-nommap,close,blocking,burst,"
-                               "sizing,count",
+               BENCH_WORKLOADS="keepalive,keepalive-nommap,close,blocking,"
+                               "burst,sizing,count",
                BENCH_COUNT_CONTENDERS="event,hybrid-mutex-t10",
                COUNT_REQUESTS="200", COUNT_WARM="50", COUNT_CONC="4",
                COUNT_T1_CHILDREN="5", COUNT_CHILDREN="1",
@@ -71,8 +71,8 @@ def test_bench_harness_produces_report(tmp_path, sleep_module):
     nommap = run["results"]["event"]["keepalive-nommap"][0]
     assert nommap["requests"] > 0, nommap
     assert "non2xx" not in nommap["err_detail"], nommap
-    assert "## 1b. keep-alive" in md, md
-    for section in ("## 1. keep-alive", "## 2. connection per request",
+    for section in ("## 1. keep-alive", "## 1b. keep-alive",
+                    "## 2. connection per request",
                     "## 4. blocking handler", "## 5. Burst",
                     "## 6. Fairness", "## 7. Sizing", "## Goals"):
         assert section in md, section
