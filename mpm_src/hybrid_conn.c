@@ -9,9 +9,10 @@
  *                     with Timeout; then keep-alive or linger
  *   KEEPALIVE         park for POLLIN with KeepAliveTimeout: the
  *                     connection holds no thread until its next request
- *   LINGER            start the lingering close (FIN sent), then park
- *                     until the client closes: 2 s after the last read,
- *                     30 s in all, as ap_lingering_close bounds it
+ *   LINGER            start the lingering close (FIN sent), then leave
+ *                     it to the lingering list (hybrid_linger.c) until
+ *                     the client closes: 2 s after the last read, 30 s
+ *                     in all, as ap_lingering_close bounds it
  *   SUSPENDED         a module owns the connection now
  *
  * as httpd's event MPM does (server/mpm/event/event.c, process_socket).
@@ -46,6 +47,7 @@
 #include "hybrid_child.h"
 #include "hybrid_config.h"
 #include "hybrid_conn.h"
+#include "hybrid_linger.h"
 #include "hybrid_poller.h"
 #include "hybrid_pools.h"
 #include "hybrid_server.h"
@@ -53,9 +55,8 @@
 
 extern module AP_MODULE_DECLARE_DATA mpm_hybrid_module;
 
-#define LINGER_AFTER_READ apr_time_from_sec(2)    /* SECONDS_TO_LINGER */
+#define LINGER_AFTER_READ HYB_LINGER_AFTER_READ
 #define LINGER_AT_MOST    apr_time_from_sec(30)   /* MAX_SECS_TO_LINGER */
-#define LINGER_BUF        (16 * 1024)
 
 /* Before a connection is parked, its thread waits a moment for what it
  * would be parked for, if another thread of the child watches the epoll
@@ -174,22 +175,6 @@ static void park(hyb_thread *t, hyb_conn *conn, hyb_park_kind kind,
 /* ------------------------------------------------------------------ */
 /* Lingering close                                                     */
 
-/* Reads and drops what the client still sends.  Returns 1 when the
- * connection is done (the client closed, or an error), 0 if it must wait
- * for more. */
-static int drain_input(hyb_conn *conn)
-{
-    char buf[LINGER_BUF];
-    apr_size_t n;
-    apr_status_t rv;
-
-    do {
-        n = sizeof(buf);
-        rv = apr_socket_recv(conn->sock, buf, &n);
-    } while (rv == APR_SUCCESS && n > 0);
-    return !APR_STATUS_IS_EAGAIN(rv);
-}
-
 /* How long a thread may wait on its own client, `grace` ms at most: not
  * at all when no other thread of the child waits on the epoll set: it must
  * not sit on a quiet connection while parked ones that turned readable
@@ -227,15 +212,28 @@ static void wait_for_client_close(hyb_thread *t, hyb_conn *conn,
      * tells nothing new. */
     int grace = hyb_poller_reserved() ? 0 : grace_ms(LINGER_GRACE_MS);
 
-    if ((!just_shut && drain_input(conn)) || now >= conn->linger_until
-        || (grace && ready_within(conn, grace) && drain_input(conn))) {
+    if ((!just_shut && hyb_linger_drain(conn)) || now >= conn->linger_until
+        || (grace && ready_within(conn, grace) && hyb_linger_drain(conn))) {
         hyb_poller_close(t, conn);
         return;
     }
     if (now + wait > conn->linger_until) {
         wait = conn->linger_until - now;
     }
-    park(t, conn, HYB_PARK_LINGER, 0, wait);
+    /* Just after the FIN the client is about to close, and the lingering
+     * list looks at it cheaply (hybrid_linger.c); back from the epoll set
+     * it is a slow one, and waits there again. */
+    suspend(conn);
+    if (!(just_shut && hyb_linger_add(conn, now, now + wait) == 0)
+        && hyb_poller_park(conn, HYB_PARK_LINGER, 0, wait) != APR_SUCCESS) {
+        hyb_poller_close(t, conn);
+    }
+}
+
+void hyb_conn_lingered(hyb_thread *t, hyb_conn *conn)
+{
+    resume(t, conn);
+    hyb_poller_close(t, conn);
 }
 
 static void start_lingering_close(hyb_thread *t, hyb_conn *conn)

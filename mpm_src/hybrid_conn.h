@@ -56,6 +56,10 @@ void hyb_conn_start(hyb_thread *t, apr_socket_t *csd, apr_pool_t *pool);
  * its wait ran out). */
 void hyb_conn_resume(hyb_thread *t, hyb_conn *conn);
 
+/* A worker thread: a lingering close that waited off the epoll set
+ * (hybrid_linger.c) is over; the connection is closed. */
+void hyb_conn_lingered(hyb_thread *t, hyb_conn *conn);
+
 /* post_read_request hook: the request's server decides the keep-alive
  * wait that follows it (as http_core's sync path would). */
 int hyb_conn_note_request(request_rec *r);

@@ -7,7 +7,9 @@
  * (kept in order by hybrid_deadlines.c), the child's connection counts
  * and limit, the gated wait of the mutex strategy, and the reserve of idle
  * threads (at most two watch the epoll set in a threaded child on ungated
- * listeners).  Transaction pools come from hybrid_pools.c.
+ * listeners).  Transaction pools come from hybrid_pools.c; lingering
+ * closes wait off the epoll set (hybrid_linger.c), looked at by threads
+ * on their way here and by the clock.
  *
  * Threads: idle threads wait in epoll_wait(1 event), with no timeout: the
  * clock wakes one of them when a deadline comes.  A parked
@@ -57,6 +59,7 @@
 #include "hybrid_deadlines.h"
 #include "hybrid_door.h"
 #include "hybrid_drain.h"
+#include "hybrid_linger.h"
 #include "hybrid_poller.h"
 #include "hybrid_pools.h"
 #include "hybrid_server.h"
@@ -159,15 +162,26 @@ static void timer_sooner(apr_time_t at)
     }
 }
 
+void hyb_poller_clock_by(apr_time_t at)
+{
+    pthread_mutex_lock(&P.lock);
+    timer_sooner(at);
+    pthread_mutex_unlock(&P.lock);
+}
+
 /* Under P.lock: when the clock is next needed. */
 static apr_time_t next_deadline(apr_time_t now)
 {
     apr_time_t next = P.next_tick;
 
     hyb_park *first = hyb_deadlines_first(&P.deadlines);
+    apr_time_t lingering = hyb_linger_due();
 
     if (first && first->expiry < next) {
         next = first->expiry;
+    }
+    if (lingering && lingering < next) {
+        next = lingering;
     }
     if (!P.listening && P.paused_until > now && P.paused_until < next) {
         next = P.paused_until;
@@ -349,7 +363,7 @@ static void publish_counts(void)
     ps->connections = __atomic_load_n(&P.held, __ATOMIC_RELAXED);
     ps->keep_alive = P.parked[HYB_PARK_KEEPALIVE];
     ps->write_completion = P.parked[HYB_PARK_WRITE];
-    ps->lingering_close = P.parked[HYB_PARK_LINGER];
+    ps->lingering_close = P.parked[HYB_PARK_LINGER] + hyb_linger_waiting();
     ps->suspended = 0;
     ps->not_accepting = !P.listening && !(P.flags & HYB_LISTEN_GATED);
 }
@@ -409,7 +423,8 @@ static int stop_done(void)
 {
     return hyb_child_stopping(P.ch) && hyb_drain_released()
            && __atomic_load_n(&P.held, __ATOMIC_RELAXED)
-              <= (apr_uint32_t)P.parked[HYB_PARK_LINGER];
+              <= (apr_uint32_t)(P.parked[HYB_PARK_LINGER]
+                                + hyb_linger_waiting());
 }
 
 /* ------------------------------------------------------------------ */
@@ -888,6 +903,7 @@ static void timer_fired(hyb_thread *t)
         }
     }
     housekeeping(now, 1);
+    hyb_linger_look(t, now, 1);
     pthread_mutex_lock(&P.lock);
     timer_set(next_deadline(apr_time_now()));
     pthread_mutex_unlock(&P.lock);
@@ -1147,6 +1163,7 @@ void hyb_poller_next(hyb_thread *t, hyb_event *ev)
         return;
     }
     housekeeping(now, 0);
+    hyb_linger_look(t, now, 0);
     if (P.flags & HYB_LISTEN_BLOCKING && !hyb_child_stopping(t->child)) {
         blocking_next(t, ev);
     }

@@ -60,6 +60,10 @@ apr_status_t hyb_poller_park(hyb_conn *conn, hyb_park_kind kind,
 void hyb_poller_close(hyb_thread *t, hyb_conn *conn);
 void hyb_poller_conn_gone(hyb_child *ch);
 
+/* The child's clock looks by `at` at the latest (for the lingering
+ * closes of hybrid_linger.c, which it looks at when it fires). */
+void hyb_poller_clock_by(apr_time_t at);
+
 /* Count a connection taken outside the wait: while draining a closing
  * listener, or by the blocking accept of a ThreadsPerChild 1 child.  It
  * is counted after the accept, and so may take the child past
