@@ -742,7 +742,10 @@ def test_accept_tpc1_children_block_in_accept(httpd, strategy):
     spread = wait_logged(h, "?blk", 60)
     print("\n%s, ThreadsPerChild 1, blocking accept: 60 requests one at a "
           "time served per child %r" % (strategy, sorted(spread.values())))
-    assert set(spread) == set(kids) and min(spread.values()) >= 10, spread
+    # the spare logic may add a child meanwhile (children in their
+    # lingering close count as busy); the first three must share evenly
+    assert set(kids) <= set(spread) \
+        and min(spread[k] for k in kids) >= 10, spread
 
     def generation(extra, where, mode):
         old = set(h.children())

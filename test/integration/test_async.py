@@ -886,11 +886,12 @@ def test_lingering_closes_wake_no_thread_for_nothing(httpd):
     connection per request.  A connection waiting in the epoll set for its
     client's FIN woke a thread twice: once for the client's ACK of the
     server's FIN (a change of the socket's state, with nothing to read),
-    once for the FIN: 3.44 context switches per request, 0.88-0.96x
-    worker's.  The lingering list, looked at by threads on their way to
-    wait: 1.81-1.94, 0.49-0.52x.  (With one wrk thread the two were
-    alike, 0.3x.)  Compared with stock worker's, same shape, measured
-    just before; counted from /proc, not timed."""
+    once for the FIN: 3.40-3.45 context switches per request.  The
+    lingering list, looked at by threads on their way to wait: 1.81-1.94.
+    (With one wrk thread the two were alike, 1.0, so this runs wrk -t2.)
+    The bound is absolute: stock worker, same shape, measured just before
+    for the message, made 2.57-3.92 in different runs, too loose a yard
+    stick; counted from /proc, not timed."""
     close = ("Connection: close",)
     worker = switches_per_request(
         httpd(mpm="worker", conf="\n".join(EIGHT_BY_25)), 50, close,
@@ -898,5 +899,5 @@ def test_lingering_closes_wake_no_thread_for_nothing(httpd):
     hybrid = switches_per_request(httpd(conf="\n".join(EIGHT_BY_25 + [
         "AcceptStrategy exclusive", "AsyncConnections On"])), 50, close,
         children=8, threads=2)
-    assert hybrid < 0.7 * worker, "%.2f context switches per request, " \
-        "worker %.2f" % (hybrid, worker)
+    assert hybrid < 2.6, "%.2f context switches per request (worker " \
+        "%.2f)" % (hybrid, worker)
