@@ -55,7 +55,6 @@
 
 extern module AP_MODULE_DECLARE_DATA mpm_hybrid_module;
 
-#define LINGER_AFTER_READ HYB_LINGER_AFTER_READ
 #define LINGER_AT_MOST    apr_time_from_sec(30)   /* MAX_SECS_TO_LINGER */
 
 /* Before a connection is parked, its thread waits a moment for what it
@@ -160,16 +159,22 @@ static void resume(hyb_thread *t, hyb_conn *conn)
     ap_run_resume_connection(c, NULL);
 }
 
-/* Hands the connection to the poller; the thread is free afterwards.  If
- * the poller cannot take it, it is closed: a connection must not be left
- * behind where nothing would ever serve it. */
+/* Hands the (suspended) connection to the poller; the thread is free
+ * afterwards.  If the poller cannot take it, it is closed: a connection
+ * must not be left behind where nothing would ever serve it. */
+static void park_suspended(hyb_thread *t, hyb_conn *conn, hyb_park_kind kind,
+                           int want_write, apr_interval_time_t timeout)
+{
+    if (hyb_poller_park(conn, kind, want_write, timeout) != APR_SUCCESS) {
+        hyb_poller_close(t, conn);
+    }
+}
+
 static void park(hyb_thread *t, hyb_conn *conn, hyb_park_kind kind,
                  int want_write, apr_interval_time_t timeout)
 {
     suspend(conn);
-    if (hyb_poller_park(conn, kind, want_write, timeout) != APR_SUCCESS) {
-        hyb_poller_close(t, conn);
-    }
+    park_suspended(t, conn, kind, want_write, timeout);
 }
 
 /* ------------------------------------------------------------------ */
@@ -204,8 +209,8 @@ static void wait_for_client_close(hyb_thread *t, hyb_conn *conn,
                                   int just_shut)
 {
     apr_time_t now = apr_time_now();
-    apr_interval_time_t wait = LINGER_AFTER_READ;
-    /* Where the child keeps a reserve, parked at once: the client has its
+    apr_interval_time_t wait = HYB_LINGER_AFTER_READ;
+    /* Where the child keeps a reserve, handed over at once: the client has its
      * response, and a thread held for its FIN left the next connections
      * to threads let out of the reserve (0.16 futex calls per request
      * against 0.02-0.10).  Without a grace, a look right after the read
@@ -224,10 +229,10 @@ static void wait_for_client_close(hyb_thread *t, hyb_conn *conn,
      * list looks at it cheaply (hybrid_linger.c); back from the epoll set
      * it is a slow one, and waits there again. */
     suspend(conn);
-    if (!(just_shut && hyb_linger_add(conn, now, now + wait) == 0)
-        && hyb_poller_park(conn, HYB_PARK_LINGER, 0, wait) != APR_SUCCESS) {
-        hyb_poller_close(t, conn);
+    if (just_shut && hyb_linger_add(conn, now, now + wait) == 0) {
+        return;
     }
+    park_suspended(t, conn, HYB_PARK_LINGER, 0, wait);
 }
 
 void hyb_conn_lingered(hyb_thread *t, hyb_conn *conn)
@@ -242,7 +247,7 @@ static void start_lingering_close(hyb_thread *t, hyb_conn *conn)
                   != NULL;
 
     conn->pub.state = CONN_STATE_LINGER;
-    apr_socket_timeout_set(conn->sock, LINGER_AFTER_READ);
+    apr_socket_timeout_set(conn->sock, HYB_LINGER_AFTER_READ);
     /* pre_close hooks (TLS close_notify), what the filters still hold,
      * then the FIN */
     if (ap_start_lingering_close(conn->c)) {
@@ -254,7 +259,7 @@ static void start_lingering_close(hyb_thread *t, hyb_conn *conn)
     conn->pub.state = shortly ? CONN_STATE_LINGER_SHORT
                               : CONN_STATE_LINGER_NORMAL;
     conn->linger_until = apr_time_now()
-                         + (shortly ? LINGER_AFTER_READ : LINGER_AT_MOST);
+                         + (shortly ? HYB_LINGER_AFTER_READ : LINGER_AT_MOST);
     wait_for_client_close(t, conn, 1);
 }
 

@@ -26,9 +26,9 @@ int hyb_linger_drain(hyb_conn *conn);
 int hyb_linger_add(hyb_conn *conn, apr_time_t now, apr_time_t until);
 
 /* Closes the connections whose client has closed or whose wait has run
- * out.  A thread on its way to wait calls it (it looks at most every
- * HYB_LINGER_LOOK_EVERY, and not while another thread does); the child's
- * clock calls it with `forced`. */
+ * out.  A thread on its way to wait calls it (it looks at most once a
+ * millisecond, and not while another thread does); the child's clock
+ * calls it with `forced`. */
 void hyb_linger_look(hyb_thread *t, apr_time_t now, int forced);
 
 /* When the child's clock must look next (nobody else may), 0 if no
