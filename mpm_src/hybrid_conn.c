@@ -26,7 +26,6 @@
  */
 
 #include <errno.h>
-#include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -159,6 +158,16 @@ static void resume(hyb_thread *t, hyb_conn *conn)
     ap_run_resume_connection(c, NULL);
 }
 
+/* A suspended connection is closed on a thread again: resumed first, so
+ * that a module that counts suspended connections (the suspend and resume
+ * hooks come in pairs) and anything its pool's cleanups touch see this
+ * thread. */
+static void close_suspended(hyb_thread *t, hyb_conn *conn)
+{
+    resume(t, conn);
+    hyb_poller_close(t, conn);
+}
+
 /* Hands the (suspended) connection to the poller; the thread is free
  * afterwards.  If the poller cannot take it, it is closed: a connection
  * must not be left behind where nothing would ever serve it. */
@@ -166,7 +175,7 @@ static void park_suspended(hyb_thread *t, hyb_conn *conn, hyb_park_kind kind,
                            int want_write, apr_interval_time_t timeout)
 {
     if (hyb_poller_park(conn, kind, want_write, timeout) != APR_SUCCESS) {
-        hyb_poller_close(t, conn);
+        close_suspended(t, conn);
     }
 }
 
@@ -192,14 +201,6 @@ static int grace_ms(int grace)
     return hyb_poller_watched() ? grace : 0;
 }
 
-/* Does the socket turn readable within ms (0: is it now)? */
-static int ready_within(hyb_conn *conn, int ms)
-{
-    struct pollfd pfd = { conn->fd, POLLIN, 0 };
-
-    return poll(&pfd, 1, ms) > 0;
-}
-
 /* just_shut: called right after the FIN went out.  The client has yet to
  * read the end of the response then, so a read finds nothing in nearly
  * every case (0.93 EAGAIN reads per connection under wrk with
@@ -218,7 +219,8 @@ static void wait_for_client_close(hyb_thread *t, hyb_conn *conn,
     int grace = hyb_poller_reserved() ? 0 : grace_ms(LINGER_GRACE_MS);
 
     if ((!just_shut && hyb_linger_drain(conn)) || now >= conn->linger_until
-        || (grace && ready_within(conn, grace) && hyb_linger_drain(conn))) {
+        || (grace && hyb_poller_readable_within(conn->fd, grace)
+            && hyb_linger_drain(conn))) {
         hyb_poller_close(t, conn);
         return;
     }
@@ -237,8 +239,7 @@ static void wait_for_client_close(hyb_thread *t, hyb_conn *conn,
 
 void hyb_conn_lingered(hyb_thread *t, hyb_conn *conn)
 {
-    resume(t, conn);
-    hyb_poller_close(t, conn);
+    close_suspended(t, conn);
 }
 
 static void start_lingering_close(hyb_thread *t, hyb_conn *conn)
@@ -373,7 +374,8 @@ static void run(hyb_thread *t, hyb_conn *conn)
             if (kind == HYB_PARK_KEEPALIVE) {
                 ap_update_child_status(conn->sbh, SERVER_BUSY_KEEPALIVE,
                                        NULL);
-                if (ready_within(conn, grace_ms(KEEPALIVE_GRACE_MS))) {
+                if (hyb_poller_readable_within(conn->fd,
+                                      grace_ms(KEEPALIVE_GRACE_MS))) {
                     hyb_poller_resumed(t);
                     conn->pub.state = CONN_STATE_PROCESSING;
                     continue;

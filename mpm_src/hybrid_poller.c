@@ -711,11 +711,11 @@ static hyb_conn *claim(hyb_conn *conn)
     return conn;
 }
 
-static int readable_now(int fd)
+int hyb_poller_readable_within(int fd, int ms)
 {
     struct pollfd pfd = { fd, POLLIN, 0 };
 
-    return poll(&pfd, 1, 0) > 0;
+    return poll(&pfd, 1, ms) > 0;
 }
 
 /* Under P.lock: the connection's wait ran out.  It is taken off the
@@ -725,7 +725,8 @@ static int readable_now(int fd)
  * has arrived is not expired: a thread is on its way to serve it. */
 static void expire(hyb_conn *conn, apr_time_t now)
 {
-    if (conn->park.kind == HYB_PARK_KEEPALIVE && readable_now(conn->fd)) {
+    if (conn->park.kind == HYB_PARK_KEEPALIVE
+        && hyb_poller_readable_within(conn->fd, 0)) {
         hyb_deadlines_remove(&P.deadlines, &conn->park);
         conn->park.expiry = now + apr_time_from_sec(1);
         hyb_deadlines_add(&P.deadlines, &conn->park);   /* room: was in */
@@ -758,7 +759,7 @@ static void expire_idle_keepalive(apr_time_t now)
             && now - park->since >= STOP_IDLE_GRACE) {
             hyb_conn *conn = conn_of(park);
 
-            if (!readable_now(conn->fd)) {
+            if (!hyb_poller_readable_within(conn->fd, 0)) {
                 expire(conn, now);
             }
         }

@@ -71,6 +71,10 @@ void hyb_poller_clock_by(apr_time_t at);
  * and a blocking child (AsyncConnections off) holds one at most. */
 void hyb_poller_count_accepted(void);
 
+/* Does the socket turn readable (data, the client's FIN, an error)
+ * within ms, 0 for a look at what is there now? */
+int hyb_poller_readable_within(int fd, int ms);
+
 /* Is another thread of this child waiting on the epoll set now (so that
  * a parked connection turning readable would be served)? */
 int hyb_poller_watched(void);
