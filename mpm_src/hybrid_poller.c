@@ -71,7 +71,12 @@
 #define SHORTAGE_PAUSE       apr_time_from_msec(200)
 #define SHORTAGES_SICK       600
 #define WATCHERS_MAX         2    /* idle threads on the epoll set */
-#define BACK_SOON            apr_time_from_msec(2)
+#define QUICK_SERVICE        apr_time_from_msec(2)    /* see looks_quick */
+/* A thread out for less than this is expected back (one_back_soon).  On
+ * a busy machine most of that time is a wait for a CPU: with 2 ms, 95 %
+ * of the leaving watchers' let-outs found every thread out for 2-10 ms,
+ * runnable or waiting for the process's mmap lock, none for a client. */
+#define BACK_SOON            apr_time_from_msec(4)
 #define SERVICE_JUDGED_AFTER 8    /* responses timed before a verdict */
 #define SERVICE_WINDOW       64   /* responses the average is over */
 #define SENTRY_MS            5    /* the main thread's look, busy */
@@ -432,18 +437,18 @@ static int stop_done(void)
  * wake for the next event, even while a busy thread is about to come
  * back for it: with 25 threads on a handful of busy connections that was
  * a wake-up and a context switch per request.  So at most watchers_max
- * idle threads wait on the epoll set, and the others wait here.  When the
- * last watcher leaves to serve something, one is let out at once unless
- * the child's threads are usually back within BACK_SOON, another one
- * left the watch less than that ago (it will most likely be back for the
- * next event first: letting one out every time cost a futex wake per
- * request), and no connection is parked.  A thread that stays out longer
- * than that is in a slow request, or on a client that keeps it busy:
- * then the main thread, which looks every SENTRY_MS while
- * threads serve (SENTRY_IDLE_MS otherwise), lets one out, so the set is
- * not left unwatched for long while idle threads are available.  A
- * stopping child's main thread opens the reserve for good: every thread
- * then watches. */
+ * idle threads wait on the epoll set, and the others wait here.  When
+ * the last watcher leaves to serve something, one is let out at once
+ * unless the child's responses usually take less than QUICK_SERVICE,
+ * another thread left the watch less than BACK_SOON ago (it will most
+ * likely be back for the next event first: letting one out every time
+ * cost a futex wake per request), and no connection is parked.  A thread
+ * that stays out longer than that is in a slow request, or on a client
+ * that keeps it busy: then the main thread, which looks every SENTRY_MS
+ * while threads serve (SENTRY_IDLE_MS otherwise), lets one out, so the
+ * set is not left unwatched for long while idle threads are available.
+ * A stopping child's main thread opens the reserve for good: every
+ * thread then watches. */
 
 /* Every thread in the reserve looks again whether it may watch (after
  * whatever reserve_full reads has changed: a waiter either sees the
@@ -459,21 +464,23 @@ void hyb_poller_open_reserve(void)
     let_all_out();
 }
 
-/* Are this child's threads usually back within BACK_SOON?  Only then is
- * the reserve worth it: with slower requests a wake-up per request is
- * small beside the request, and every idle thread watches, as without
- * the reserve.  Until SERVICE_JUDGED_AFTER responses have been timed the
- * child looks quick, keeping its reserve (see note_service), but is not
- * proven so: a thread that has just taken an event is not yet trusted
- * to be back soon (one_back_soon). */
+/* Are this child's responses usually done within QUICK_SERVICE?  Only
+ * then is the reserve worth it: with slower requests a wake-up per
+ * request is small beside the request, and every idle thread watches, as
+ * without the reserve.  Until SERVICE_JUDGED_AFTER responses have been
+ * timed the child looks quick, keeping its reserve (see note_service),
+ * but is not proven so: a thread that has just taken an event is not yet
+ * trusted to be back soon (one_back_soon). */
 static int looks_quick(void)
 {
-    return P.service_samples < SERVICE_JUDGED_AFTER || P.service < BACK_SOON;
+    return P.service_samples < SERVICE_JUDGED_AFTER
+           || P.service < QUICK_SERVICE;
 }
 
 static int proven_quick(void)
 {
-    return P.service_samples >= SERVICE_JUDGED_AFTER && P.service < BACK_SOON;
+    return P.service_samples >= SERVICE_JUDGED_AFTER
+           && P.service < QUICK_SERVICE;
 }
 
 static int reserve_full(void *unused)
@@ -502,8 +509,8 @@ static void let_one_out(void)
 /* The mean of the responses timed so far, then an average over the last
  * SERVICE_WINDOW or so (on a loaded machine a quick request's wall time
  * jumps from 0.1 to 4 ms as threads wait for a CPU; over 8 the average
- * crossed BACK_SOON now and then); threads race on it, and a lost update
- * only makes it a little less exact.
+ * crossed QUICK_SERVICE now and then); threads race on it, and a lost
+ * update only makes it a little less exact.
  *
  * A child counts as quick, keeping its reserve, until SERVICE_JUDGED_AFTER
  * responses say otherwise: the reserve spreads a burst of new connections
