@@ -90,7 +90,8 @@ void hyb_notes_install_sigchld(apr_pool_t *pconf)
                               apr_pool_cleanup_null);
 }
 
-int hyb_notes_wait(apr_interval_time_t timeout, void (*on_retiring)(int))
+int hyb_notes_wait(apr_interval_time_t timeout, apr_interval_time_t deaf,
+                   void (*on_retiring)(int))
 {
     struct pollfd pfd;
     unsigned char buf[NOTE_SIZE * 64];
@@ -98,10 +99,14 @@ int hyb_notes_wait(apr_interval_time_t timeout, void (*on_retiring)(int))
     ssize_t n, i;
 
     pfd.fd = notes->fd[0];
-    pfd.events = POLLIN;
+    pfd.events = deaf > 0 ? 0 : POLLIN;
+    if (deaf > 0 && deaf < timeout) {
+        timeout = deaf;
+    }
     /* rounded up: a wait cut to whole milliseconds below would wake just
      * before what it waits for, and poll(0) in a loop until then */
-    if (poll(&pfd, 1, (int)apr_time_as_msec(timeout + 999)) <= 0) {
+    if (poll(&pfd, 1, (int)apr_time_as_msec(timeout + 999)) <= 0
+        && deaf <= 0) {
         return 0;
     }
     /* Notes are written whole, so reads stay aligned on note

@@ -23,10 +23,12 @@ apr_status_t hyb_notes_open(void);
  * is cleared, before this DSO is unloaded). */
 void hyb_notes_install_sigchld(apr_pool_t *pconf);
 
-/* Parent: sleeps until timeout, a signal or a note.  Calls on_retiring
- * for each retiring note; returns 1 if a child said it was short of idle
- * threads (or retiring). */
-int hyb_notes_wait(apr_interval_time_t timeout, void (*on_retiring)(int));
+/* Parent: sleeps until timeout, a signal or a note; for the first `deaf`
+ * of it notes do not wake it (signals still do), and what they said is
+ * read when it wakes.  Calls on_retiring for each retiring note; returns
+ * 1 if a child said it was short of idle threads (or retiring). */
+int hyb_notes_wait(apr_interval_time_t timeout, apr_interval_time_t deaf,
+                   void (*on_retiring)(int));
 
 /* Child: the read end is the parent's; and a note from this child. */
 void hyb_notes_child_init(void);

@@ -253,6 +253,7 @@ static void perform_maintenance(parent_loop *pl, int early)
 
     hyb_groups_cover(&pl->load);
     if (early && in.idle_threads * 2 >= in.spare_min) {
+        pl->last_maintenance = apr_time_now();   /* a look all the same */
         return;
     }
     out = hyb_spare_decide(&in);
@@ -292,17 +293,22 @@ static void steer_connections(parent_loop *pl, apr_time_t now)
 }
 
 /* Sleeps until the next tick, a child's exit or note, or the next
- * steering pass; returns 1 if a child said it is short of idle threads. */
+ * steering pass; returns 1 if a child said it is short of idle threads.
+ * Within HYB_EARLY_TICK of the last look, when another could not be taken
+ * yet, notes wait until it can: a child of ThreadsPerChild 1 has no idle
+ * thread whenever it serves, and 200 of them under load woke the parent
+ * 330 times a second, 0.9 % of a CPU, to find enough spares. */
 static int sleep_until_due(parent_loop *pl)
 {
     apr_time_t now = apr_time_now();
     apr_interval_time_t wait = pl->next_tick > now ? pl->next_tick - now : 0;
     apr_interval_time_t steer = hyb_steer_max_sleep();
+    apr_interval_time_t deaf = pl->last_maintenance + HYB_EARLY_TICK - now;
 
     if (steer >= 0 && wait > steer) {
         wait = steer;
     }
-    return hyb_notes_wait(wait, hyb_retire_noted);
+    return hyb_notes_wait(wait, deaf, hyb_retire_noted);
 }
 
 /* One pass of the main loop: sleep, reap, and maybe maintain. */
@@ -381,7 +387,7 @@ static void graceful_stop(parent_loop *pl)
     hyb_server.mpm->shutdown_pending = 0;
     while (hyb_proc_live(1) && !hyb_server.mpm->shutdown_pending
            && (!cutoff || apr_time_now() < cutoff)) {
-        hyb_notes_wait(apr_time_from_msec(500), hyb_retire_noted);
+        hyb_notes_wait(apr_time_from_msec(500), 0, hyb_retire_noted);
         reap_children(pl);
     }
     if (hyb_proc_live(1)) {
