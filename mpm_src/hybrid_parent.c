@@ -292,6 +292,19 @@ static void steer_connections(parent_loop *pl, apr_time_t now)
     hyb_steer_update(pl->steer_free, pl->steer_children);
 }
 
+/* The wall clock stepped back (an NTP step at boot, an operator's
+ * date): a tick or look dated after now would hold spare management off
+ * for as long as the step. */
+static void follow_clock_back(parent_loop *pl, apr_time_t now)
+{
+    if (pl->next_tick - now > HYB_TICK) {
+        pl->next_tick = now + HYB_TICK;
+    }
+    if (pl->last_maintenance > now) {
+        pl->last_maintenance = now;
+    }
+}
+
 /* Sleeps until the next tick, a child's exit or note, or the next
  * steering pass; returns 1 if a child said it is short of idle threads.
  * Within HYB_EARLY_TICK of the last look, when another could not be taken
@@ -301,10 +314,12 @@ static void steer_connections(parent_loop *pl, apr_time_t now)
 static int sleep_until_due(parent_loop *pl)
 {
     apr_time_t now = apr_time_now();
-    apr_interval_time_t wait = pl->next_tick > now ? pl->next_tick - now : 0;
+    apr_interval_time_t wait, deaf;
     apr_interval_time_t steer = hyb_steer_max_sleep();
-    apr_interval_time_t deaf = pl->last_maintenance + HYB_EARLY_TICK - now;
 
+    follow_clock_back(pl, now);
+    wait = pl->next_tick > now ? pl->next_tick - now : 0;
+    deaf = pl->last_maintenance + HYB_EARLY_TICK - now;
     if (steer >= 0 && wait > steer) {
         wait = steer;
     }

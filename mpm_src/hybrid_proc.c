@@ -112,9 +112,16 @@ int hyb_proc_live(int include_quiescing)
     return n;
 }
 
+#define FORK_BACKOFF_MAX apr_time_from_sec(10)
+
+/* A back-off further off than it can be is the wall clock stepping back:
+ * then try now. */
 int hyb_proc_may_fork(void)
 {
-    return apr_time_now() >= pr->next_fork_try;
+    apr_time_t now = apr_time_now();
+
+    return now >= pr->next_fork_try
+           || pr->next_fork_try - now > FORK_BACKOFF_MAX;
 }
 
 int hyb_proc_fork_failing(void)
@@ -132,8 +139,8 @@ static void fork_failed(int slot, apr_status_t err)
      * keeps serving with the children it has. */
     backoff = apr_time_from_msec(100) << (pr->fork_failures < 7
                                           ? pr->fork_failures - 1 : 6);
-    if (backoff > apr_time_from_sec(10)) {
-        backoff = apr_time_from_sec(10);
+    if (backoff > FORK_BACKOFF_MAX) {
+        backoff = FORK_BACKOFF_MAX;
     }
     pr->next_fork_try = apr_time_now() + backoff;
     if (pr->fork_failures == 1) {

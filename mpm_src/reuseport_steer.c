@@ -399,6 +399,9 @@ apr_interval_time_t hyb_steer_max_sleep(void)
 
 int hyb_steer_due(apr_time_t now)
 {
+    if (rp_last_steer > now) {
+        rp_last_steer = 0;      /* the wall clock stepped back */
+    }
     if (rp_mode == STEER_HASH || now - rp_last_steer < RP_STEER_EVERY) {
         return 0;
     }
