@@ -8,19 +8,20 @@ they are released.
 Covers growth from StartServers 1 under a burst and shrinking after it
 (MaxSpareThreads), exponential spawning (1, 2, 4, ... per tick), the
 MaxRequestWorkers cap and its single log line, MinSpareThreads on an idle
-server, and ThreadsPerChild 1 with prefork's MinSpareServers /
-MaxSpareServers.
+server, ThreadsPerChild 1 with prefork's MinSpareServers /
+MaxSpareServers, and a parent that busy children do not keep awake.
 
 HYBTEST_CORE_MPM=worker runs the threaded tests on the stock worker MPM,
-HYBTEST_CORE_MPM=prefork the ThreadsPerChild 1 one on prefork.
+HYBTEST_CORE_MPM=prefork the ThreadsPerChild 1 ones on prefork.
 """
 import os
 import re
 import socket
+import subprocess
 import threading
 import time
 
-from httpd_fixture import bad_log_lines
+from httpd_fixture import bad_log_lines, require_tool
 
 MPM = os.environ.get("HYBTEST_CORE_MPM", "hybrid")
 
@@ -212,4 +213,41 @@ def test_core_spare_one_thread_per_child_prefork_semantics(httpd):
                what="<= 4 children")
     time.sleep(1.5)
     assert 2 <= len(h.children()) <= 4
+    assert bad_log_lines(h) == []
+
+
+def voluntary_switches(pid):
+    """How often the process's (only) thread went to sleep and woke."""
+    with open("/proc/%d/status" % pid) as f:
+        return int(re.search(r"^voluntary_ctxt_switches:\s+(\d+)",
+                             f.read(), re.M).group(1))
+
+
+def test_core_spare_busy_children_let_the_parent_sleep(httpd):
+    """ThreadsPerChild 1: a child has no idle thread whenever it serves,
+    and tells the parent so (at most every 250 ms per child), so that a
+    burst gets new children before the next 1 s tick.  Under steady load
+    with plenty of idle children those notes must not wake the parent one
+    by one: with 12 of 20 children busy on connection-per-request it woke
+    64 times a second; it takes an early look at most 10 times a second,
+    plus its tick (11-12 wake-ups a second measured)."""
+    conf = ["StartServers 20", "ServerLimit 20", "MaxRequestWorkers 20",
+            "MinSpareServers 2", "MaxSpareServers 20"]
+    if MPM != "prefork":
+        conf += ["ThreadLimit 1", "ThreadsPerChild 1"]
+    h = httpd(mpm=MPM, conf="\n".join(conf))
+    h.start()
+    h.wait_for(lambda: len(h.children()) == 20, timeout=10,
+               what="20 children")
+    time.sleep(1.5)
+    before = voluntary_switches(h.pid)
+    out = subprocess.run(
+        [require_tool("wrk"), "-t1", "-c12", "-d3s", "-H",
+         "Connection: close", h.url("/small.txt")],
+        capture_output=True, text=True, timeout=60).stdout
+    woke = voluntary_switches(h.pid) - before
+    served = re.search(r"(\d+) requests in", out)
+    assert served and int(served.group(1)) > 3000, out
+    assert woke <= 3 * 20, "the parent woke %d times in 3 s\n%s" % (woke,
+                                                                     h.log())
     assert bad_log_lines(h) == []
