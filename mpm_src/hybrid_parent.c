@@ -58,6 +58,7 @@ typedef struct parent_loop {
     int stopping;             /* leaving the generation: start nothing */
     apr_time_t next_tick;
     apr_time_t last_maintenance;
+    int heard_short;          /* the last wake-up brought a short note */
     int ticks;
     int *steer_free;          /* [groups], handed to steering */
     int *steer_children;
@@ -307,10 +308,11 @@ static void follow_clock_back(parent_loop *pl, apr_time_t now)
 
 /* Sleeps until the next tick, a child's exit or note, or the next
  * steering pass; returns 1 if a child said it is short of idle threads.
- * Within HYB_EARLY_TICK of the last look, when another could not be taken
- * yet, notes wait until it can: a child of ThreadsPerChild 1 has no idle
- * thread whenever it serves, and 200 of them under load woke the parent
- * 330 times a second, 0.9 % of a CPU, to find enough spares. */
+ * Once notes come, those that come before the next early look may be
+ * taken (HYB_EARLY_TICK after the last) wait for it: a child of
+ * ThreadsPerChild 1 has no idle thread whenever it serves, and 200 of them
+ * under load woke the parent 330 times a second, 0.9 % of a CPU, to find
+ * enough spares.  A quiet server still wakes at once for the first. */
 static int sleep_until_due(parent_loop *pl)
 {
     apr_time_t now = apr_time_now();
@@ -319,7 +321,8 @@ static int sleep_until_due(parent_loop *pl)
 
     follow_clock_back(pl, now);
     wait = pl->next_tick > now ? pl->next_tick - now : 0;
-    deaf = pl->last_maintenance + HYB_EARLY_TICK - now;
+    deaf = pl->heard_short ? pl->last_maintenance + HYB_EARLY_TICK - now
+                           : 0;
     if (steer >= 0 && wait > steer) {
         wait = steer;
     }
@@ -332,6 +335,7 @@ static void loop_once(parent_loop *pl)
     int short_notice = sleep_until_due(pl), early = 0;
     apr_time_t now;
 
+    pl->heard_short = short_notice;
     reap_children(pl);
     if (pl->fatal) {
         return;
