@@ -58,7 +58,8 @@ typedef struct parent_loop {
     int stopping;             /* leaving the generation: start nothing */
     apr_time_t next_tick;
     apr_time_t last_maintenance;
-    int heard_short;          /* the last wake-up brought a short note */
+    int short_pending;        /* a child is short; no look since */
+    int looked_early;         /* the last look was for such a note */
     int ticks;
     int *steer_free;          /* [groups], handed to steering */
     int *steer_children;
@@ -308,11 +309,14 @@ static void follow_clock_back(parent_loop *pl, apr_time_t now)
 
 /* Sleeps until the next tick, a child's exit or note, or the next
  * steering pass; returns 1 if a child said it is short of idle threads.
- * Once notes come, those that come before the next early look may be
- * taken (HYB_EARLY_TICK after the last) wait for it: a child of
- * ThreadsPerChild 1 has no idle thread whenever it serves, and 200 of them
- * under load woke the parent 330 times a second, 0.9 % of a CPU, to find
- * enough spares.  A quiet server still wakes at once for the first. */
+ * Early looks come HYB_EARLY_TICK apart at most.  A note that came too
+ * soon after one is kept, and the parent sleeps until the next may be
+ * taken; after an early look, further notes wait for the next one too,
+ * without waking the parent one by one: a child of ThreadsPerChild 1 has
+ * no idle thread whenever it serves, and 200 of them under load woke it
+ * 330 times a second, 0.9 % of a CPU, to find enough spares.  (The notes
+ * it read and could not act on were dropped then, which also slowed
+ * bursts down.)  After a regular tick the first note wakes it at once. */
 static int sleep_until_due(parent_loop *pl)
 {
     apr_time_t now = apr_time_now();
@@ -321,10 +325,13 @@ static int sleep_until_due(parent_loop *pl)
 
     follow_clock_back(pl, now);
     wait = pl->next_tick > now ? pl->next_tick - now : 0;
-    deaf = pl->heard_short ? pl->last_maintenance + HYB_EARLY_TICK - now
-                           : 0;
+    deaf = pl->short_pending || pl->looked_early
+           ? pl->last_maintenance + HYB_EARLY_TICK - now : 0;
     if (steer >= 0 && wait > steer) {
         wait = steer;
+    }
+    if (pl->short_pending && wait > deaf) {
+        wait = deaf > 0 ? deaf : 0;      /* then the kept note's look */
     }
     return hyb_notes_wait(wait, deaf, hyb_retire_noted);
 }
@@ -332,10 +339,10 @@ static int sleep_until_due(parent_loop *pl)
 /* One pass of the main loop: sleep, reap, and maybe maintain. */
 static void loop_once(parent_loop *pl)
 {
-    int short_notice = sleep_until_due(pl), early = 0;
+    int early = 0;
     apr_time_t now;
 
-    pl->heard_short = short_notice;
+    pl->short_pending |= sleep_until_due(pl);
     reap_children(pl);
     if (pl->fatal) {
         return;
@@ -351,12 +358,15 @@ static void loop_once(parent_loop *pl)
             ap_run_monitor(hyb_server.pconf, pl->s);
         }
     }
-    else if (!short_notice || now - pl->last_maintenance < HYB_EARLY_TICK) {
+    else if (!pl->short_pending
+             || now - pl->last_maintenance < HYB_EARLY_TICK) {
         return;
     }
     else {
         early = 1;
     }
+    pl->short_pending = 0;
+    pl->looked_early = early;
     if (pl->to_start > 0) {
         measure(pl);
         pl->to_start -= hyb_groups_spawn(&pl->load, pl->to_start);
