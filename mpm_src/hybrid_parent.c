@@ -3,7 +3,7 @@
  * Owns: starting a generation, the main loop (reap, keep spare threads
  * between the limits, replace crashed children), and the four ways out:
  * graceful restart, hard restart, graceful stop and stop.  The loop
- * sleeps on the wake-up pipe (hybrid_notes.c), so it reacts at once to a
+ * sleeps on the wake-up pipes (hybrid_notes.c), so it reacts at once to a
  * child's exit and to a child short of idle threads, and otherwise runs
  * its maintenance once a second.  Mechanism is hybrid_proc.c's, the group
  * policy hybrid_groups.c's, the spare decision hybrid_spare.c's.

@@ -237,7 +237,7 @@ static int hyb_open_logs(apr_pool_t *p, apr_pool_t *plog, apr_pool_t *ptemp,
     if ((rv = hyb_notes_open()) != APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_CRIT | flags, rv, log_s,
                      HYBLOGNO(00082) "cannot create the parent's wake-up "
-                     "pipe");
+                     "pipes");
         return !OK;
     }
     hyb_stats_create(s, hyb_proc_slots());
