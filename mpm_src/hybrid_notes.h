@@ -27,8 +27,9 @@ void hyb_notes_install_sigchld(apr_pool_t *pconf);
 
 /* Parent: sleeps until timeout, a signal or a note; for the first `deaf`
  * of it "short of idle threads" notes do not wake it (the others and
- * signals still do), and what they said is read when it wakes.  Calls on_retiring for each retiring note; returns
- * 1 if a child said it was short of idle threads (or retiring). */
+ * signals still do), and what they said is read when it wakes.  Calls
+ * on_retiring for each retiring note; returns 1 if a child said it was
+ * short of idle threads (or retiring). */
 int hyb_notes_wait(apr_interval_time_t timeout, apr_interval_time_t deaf,
                    void (*on_retiring)(int));
 

@@ -191,14 +191,21 @@ def test_core_spare_min_spare_threads_when_idle(httpd):
     assert 6 <= int(st["IdleWorkers"]) <= 10, st
 
 
+def one_thread_per_child(*directives):
+    """A config of the given directives with ThreadsPerChild 1 (as is, for
+    prefork)."""
+    conf = list(directives)
+    if MPM != "prefork":
+        conf += ["ThreadLimit 1", "ThreadsPerChild 1"]
+    return "\n".join(conf)
+
+
 def test_core_spare_one_thread_per_child_prefork_semantics(httpd):
     """ThreadsPerChild 1 takes prefork's MinSpareServers/MaxSpareServers:
     idle children stay within [2, 4] around a burst of 5 busy ones."""
-    conf = ["StartServers 2", "ServerLimit 16", "MaxRequestWorkers 16",
-            "MinSpareServers 2", "MaxSpareServers 4"]
-    if MPM != "prefork":
-        conf += ["ThreadLimit 1", "ThreadsPerChild 1"]
-    h = httpd(mpm=MPM, conf="\n".join(conf))
+    h = httpd(mpm=MPM, conf=one_thread_per_child(
+        "StartServers 2", "ServerLimit 16", "MaxRequestWorkers 16",
+        "MinSpareServers 2", "MaxSpareServers 4"))
     h.start()
     h.wait_for(lambda: len(h.children()) == 2, timeout=5, what="2 children")
     time.sleep(1.5)
@@ -237,11 +244,9 @@ def test_core_spare_busy_children_let_the_parent_sleep(httpd):
     by one: with 12 of 20 children busy on connection-per-request it woke
     64 times a second; it takes an early look at most 10 times a second,
     plus its tick (11-12 wake-ups a second measured)."""
-    conf = ["StartServers 20", "ServerLimit 20", "MaxRequestWorkers 20",
-            "MinSpareServers 2", "MaxSpareServers 20"]
-    if MPM != "prefork":
-        conf += ["ThreadLimit 1", "ThreadsPerChild 1"]
-    h = httpd(mpm=MPM, conf="\n".join(conf))
+    h = httpd(mpm=MPM, conf=one_thread_per_child(
+        "StartServers 20", "ServerLimit 20", "MaxRequestWorkers 20",
+        "MinSpareServers 2", "MaxSpareServers 20"))
     h.start()
     h.wait_for(lambda: len(h.children()) == 20, timeout=10,
                what="20 children")
